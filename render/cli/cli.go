@@ -1,0 +1,364 @@
+// Package cli holds nicpersist's commands: flags, what each prints, and exit
+// codes. cmd/nicpersist only hands it the process's arguments and streams.
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nicpersist/nicpersist/render/diag"
+	"github.com/nicpersist/nicpersist/render/fsroot"
+	"github.com/nicpersist/nicpersist/render/plan"
+	"github.com/nicpersist/nicpersist/render/profile"
+	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/tree"
+)
+
+// Exit codes of the contract.
+const (
+	ExitOK      = 0
+	ExitRuntime = 1
+	ExitInvalid = 2
+)
+
+// DefaultProfile is read under --root when --profile is not given.
+const DefaultProfile = "etc/nicpersist/profile.toml"
+
+// Version is set by the build (-ldflags -X).
+const Version = "0.1.0"
+
+const usage = `nicpersist renders boot-persistent policy routing, NAT and sysctls for
+multi-NIC machines from one TOML profile.
+
+Usage:
+  nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
+                     [--rhel-stack auto|network-scripts|networkmanager]
+                     [--dry-run] [--diff] [--json]
+  nicpersist check   [--profile FILE] [--root DIR]
+  nicpersist version
+
+Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
+Run "nicpersist <command> --help" for a command's flags.
+`
+
+// Main runs one command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		// A bug must not show a user a goroutine dump.
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "nicpersist: internal error: %v (please report this)\n", r)
+			code = ExitRuntime
+		}
+	}()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitInvalid
+	}
+	switch args[0] {
+	case "render":
+		return runRender(args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "nicpersist %s\n", Version)
+		return ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "nicpersist: unknown command %q\n\n%s", args[0], usage)
+	return ExitInvalid
+}
+
+type common struct {
+	profile string
+	root    string
+}
+
+func (c *common) register(fl *pflag.FlagSet) {
+	fl.StringVar(&c.profile, "profile", "", "profile to read (default <root>/"+DefaultProfile+")")
+	fl.StringVar(&c.root, "root", "/", "directory the rendered paths are relative to")
+}
+
+// parse handles --help and usage errors the same way for every command.
+func parse(fl *pflag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	fl.SetOutput(io.Discard)
+	err := fl.Parse(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage of nicpersist %s:\n%s", fl.Name(), fl.FlagUsages())
+		return ExitOK, false
+	}
+	if err == nil && fl.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fl.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist %s: %v\nUsage of nicpersist %s:\n%s", fl.Name(), err, fl.Name(), fl.FlagUsages())
+		return ExitInvalid, false
+	}
+	return 0, true
+}
+
+// loaded is a profile read, checked and expanded against a root.
+type loaded struct {
+	root     *fsroot.Root
+	name     string // the profile as rendered files name it
+	plan     *plan.Plan
+	problems *diag.List
+}
+
+// load reads and checks the profile. It returns an exit code when the run
+// cannot go on; problems are printed either way.
+func load(c common, stderr io.Writer) (*loaded, int) {
+	if fi, err := os.Stat(c.root); err != nil || !fi.IsDir() {
+		fmt.Fprintf(stderr, "nicpersist: --root %s is not a directory\n", c.root)
+		return nil, ExitInvalid
+	}
+	root, err := fsroot.Open(c.root)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return nil, ExitRuntime
+	}
+	l := &loaded{root: root}
+	var src []byte
+	if c.profile == "" {
+		l.name = "/" + DefaultProfile
+		src, err = root.ReadFile(DefaultProfile)
+	} else {
+		l.name = c.profile
+		src, err = os.ReadFile(c.profile)
+	}
+	if err != nil {
+		root.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "nicpersist: profile %s does not exist; write one (see README) or pass --profile\n", l.name)
+			return nil, ExitInvalid
+		}
+		fmt.Fprintf(stderr, "nicpersist: reading profile: %v\n", err)
+		return nil, ExitRuntime
+	}
+	l.problems = &diag.List{File: l.name}
+	if d := profile.Decode(src, l.problems); d != nil {
+		l.plan = plan.Build(d, l.problems)
+	}
+	if l.plan != nil {
+		l.plan.Warnings(systemOf(root), l.problems.Warnf)
+	}
+	for _, p := range l.problems.Sorted() {
+		fmt.Fprintln(stderr, p)
+	}
+	if l.problems.HasErrors() {
+		root.Close()
+		n := 0
+		for _, p := range l.problems.Items {
+			if p.Severity == diag.Error {
+				n++
+			}
+		}
+		fmt.Fprintf(stderr, "nicpersist: %d error(s) in %s; nothing written\n", n, l.name)
+		return nil, ExitInvalid
+	}
+	return l, 0
+}
+
+// systemOf reads the table names and rule priorities that something other
+// than nicpersist already uses under the root.
+func systemOf(r *fsroot.Root) plan.System {
+	var sys plan.System
+	for _, f := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
+		if b, err := r.ReadFile(f); err == nil {
+			sys.ParseRTTables(string(b), "/"+f)
+		}
+	}
+	for _, d := range []string{"etc/iproute2/rt_tables.d", "usr/share/iproute2/rt_tables.d", "usr/lib/iproute2/rt_tables.d"} {
+		names, _ := r.ReadDir(d)
+		for _, n := range names {
+			p := d + "/" + n
+			if p == target.RTTables || !strings.HasSuffix(n, ".conf") {
+				continue
+			}
+			if b, err := r.ReadFile(p); err == nil {
+				sys.ParseRTTables(string(b), "/"+p)
+			}
+		}
+	}
+	names, _ := r.ReadDir(target.ScriptsDir)
+	for _, n := range names {
+		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
+			continue
+		}
+		p := target.ScriptsDir + "/" + n
+		if b, err := r.ReadFile(p); err == nil {
+			sys.ParseRules(userLines(string(b)), "/"+p)
+		}
+	}
+	return sys
+}
+
+// userLines blanks the lines of nicpersist's own managed block, keeping line
+// numbers, so only the user's lines count as collisions.
+func userLines(s string) string {
+	ls := strings.Split(s, "\n")
+	in := false
+	for i, l := range ls {
+		switch {
+		case strings.HasPrefix(l, tree.Begin):
+			in = true
+			ls[i] = ""
+		case strings.HasPrefix(l, tree.End):
+			in = false
+			ls[i] = ""
+		case in:
+			ls[i] = ""
+		}
+	}
+	return strings.Join(ls, "\n")
+}
+
+type jsonFile struct {
+	Path   string `json:"path"`
+	Status string `json:"status"`
+}
+
+type jsonResult struct {
+	Changed bool       `json:"changed"`
+	Target  string     `json:"target"`
+	DryRun  bool       `json:"dry_run,omitempty"`
+	Files   []jsonFile `json:"files"`
+}
+
+func runRender(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var tgt, stack string
+	var dry, diff, asJSON bool
+	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
+	c.register(fl)
+	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
+	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
+	fl.BoolVar(&dry, "dry-run", false, "write nothing")
+	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
+	fl.BoolVar(&asJSON, "json", false, `print {"changed": bool, "files": [...]} on stdout`)
+	if code, ok := parse(fl, args, stdout, stderr); !ok {
+		return code
+	}
+	l, code := load(c, stderr)
+	if l == nil {
+		return code
+	}
+	defer l.root.Close()
+	choice, err := target.Detect(l.root, tgt, stack)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
+		return ExitInvalid
+	}
+	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	files, err := target.Render(l.plan, choice, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return ExitRuntime
+	}
+	for _, w := range target.Warnings(l.root, choice, files) {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	}
+	changes, err := tree.Compute(l.root, files, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: nothing written:\n%v\n", err)
+		return ExitRuntime
+	}
+	if diff {
+		for _, ch := range changes {
+			fmt.Fprint(stdout, ch.Diff())
+		}
+	}
+	if !dry {
+		if err := tree.Apply(l.root, changes); err != nil {
+			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the render stopped part way; each file is whole (old or new), and running it again finishes it\n", err)
+			return ExitRuntime
+		}
+	}
+	n := 0
+	res := jsonResult{Target: choice.String(), DryRun: dry, Files: []jsonFile{}}
+	for _, ch := range changes {
+		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
+		if ch.Changed() {
+			n++
+			if !asJSON && !diff {
+				fmt.Fprintf(stdout, "%-9s %s\n", ch.Status, ch.Path)
+			}
+		}
+	}
+	res.Changed = n > 0
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+		return ExitOK
+	}
+	suffix := ""
+	if dry {
+		suffix = " (dry run: nothing written)"
+	}
+	fmt.Fprintf(stdout, "%d changed%s\n", n, suffix)
+	return ExitOK
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fl := pflag.NewFlagSet("check", pflag.ContinueOnError)
+	c.register(fl)
+	if code, ok := parse(fl, args, stdout, stderr); !ok {
+		return code
+	}
+	l, code := load(c, stderr)
+	if l == nil {
+		return code
+	}
+	defer l.root.Close()
+	printPlan(stdout, l.plan)
+	return ExitOK
+}
+
+// printPlan shows what the conveniences expand to, as the commands that
+// will run, each with the profile key it comes from.
+func printPlan(w io.Writer, p *plan.Plan) {
+	section := func(title string, n int) bool {
+		if n == 0 {
+			return false
+		}
+		fmt.Fprintf(w, "%s:\n", title)
+		return true
+	}
+	if section("tables", len(p.Tables)) {
+		for _, t := range p.Tables {
+			fmt.Fprintf(w, "  %-6d %-24s # %s\n", t.ID, t.Name, t.Origin)
+		}
+	}
+	if section("routes", len(p.Routes)) {
+		for _, r := range p.Routes {
+			fmt.Fprintf(w, "  ip -%d route replace %s  # %s\n", r.Family, r.Args(), r.Origin)
+		}
+	}
+	if section("rules", len(p.Rules)) {
+		for _, r := range p.Rules {
+			fmt.Fprintf(w, "  ip -%d rule add %s  # %s\n", r.Family, r.Args(), r.Origin)
+		}
+	}
+	if section("nat", len(p.NAT)) {
+		for _, n := range p.NAT {
+			cmd := map[plan.Family]string{plan.V4: "iptables", plan.V6: "ip6tables"}[n.Family]
+			rule := target.NATRule(n)
+			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", cmd, rule, n.Origin)
+		}
+	}
+	if section("sysctls", len(p.Sysctls)) {
+		for _, s := range p.Sysctls {
+			fmt.Fprintf(w, "  %s = %s  # %s\n", s.Key, s.Value, s.Origin)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package cli
+
+import (
+	"bytes"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+const testdataDir = "../../testdata"
+
+// goldenCases are the directories of testdata with a profile.toml and a
+// want/ tree (or a want/ to be made with -update).
+func goldenCases(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(testdataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && exists(filepath.Join(testdataDir, e.Name(), "profile.toml")) && exists(filepath.Join(testdataDir, e.Name(), "root")) {
+			out = append(out, e.Name())
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no golden cases under testdata")
+	}
+	return out
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// copyTree copies a directory with its symlinks as links.
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, dst)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		return os.WriteFile(dst, b, fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot maps every path under dir to its content, "-> target" for links,
+// with the permission bits of executables marked.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.Type()&fs.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			out[rel] = "-> " + l
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out[rel] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func args(t *testing.T, name string) []string {
+	b, err := os.ReadFile(filepath.Join(testdataDir, name, "args"))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b))
+}
+
+// renderCase renders one case into a fresh copy of its root.
+func renderCase(t *testing.T, name string) (root, stdout, stderr string) {
+	t.Helper()
+	root = t.TempDir()
+	copyTree(t, filepath.Join(testdataDir, name, "root"), root)
+	prof, err := os.ReadFile(filepath.Join(testdataDir, name, "profile.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc/nicpersist"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, DefaultProfile), prof, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := run(append([]string{"render", "--root", root}, args(t, name)...)...)
+	if code != 0 {
+		t.Fatalf("render exited %d:\n%s", code, stderr)
+	}
+	return root, stdout, stderr
+}
+
+func run(args ...string) (string, string, int) {
+	var o, e bytes.Buffer
+	code := Main(args, &o, &e)
+	return o.String(), e.String(), code
+}
+
+// firstDiff points at the first differing line of two texts.
+func firstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			return "line " + strconv.Itoa(i+1) + ":\n  got:  " + gl + "\n  want: " + wl
+		}
+	}
+	return "(equal)"
+}
+
+func TestGolden(t *testing.T) {
+	for _, name := range goldenCases(t) {
+		t.Run(name, func(t *testing.T) {
+			root, _, stderr := renderCase(t, name)
+			got := snapshot(t, root)
+			wantDir := filepath.Join(testdataDir, name, "want")
+			checkOut, checkErr, code := run("check", "--root", root)
+			if code != 0 {
+				t.Fatalf("check exited %d: %s", code, checkErr)
+			}
+			report := "$ nicpersist render\n" + stderr + "$ nicpersist check\n" + checkErr + checkOut
+			report = strings.ReplaceAll(report, root, "<root>")
+			if *update {
+				os.RemoveAll(wantDir)
+				copyTree(t, root, wantDir)
+				if err := os.WriteFile(filepath.Join(testdataDir, name, "report.golden"), []byte(report), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := snapshot(t, wantDir)
+			var paths []string
+			for p := range got {
+				paths = append(paths, p)
+			}
+			for p := range want {
+				if _, ok := got[p]; !ok {
+					paths = append(paths, p)
+				}
+			}
+			sort.Strings(paths)
+			for _, p := range paths {
+				g, gok := got[p]
+				w, wok := want[p]
+				switch {
+				case !gok:
+					t.Errorf("%s: not rendered, but in want/", p)
+				case !wok:
+					t.Errorf("%s: rendered, but not in want/ (run go test ./render/cli -update and review the diff)", p)
+				case g != w:
+					t.Errorf("%s differs from want/ at %s", p, firstDiff(g, w))
+				}
+			}
+			wantReport, _ := os.ReadFile(filepath.Join(testdataDir, name, "report.golden"))
+			if report != string(wantReport) {
+				t.Errorf("report.golden differs at %s", firstDiff(report, string(wantReport)))
+			}
+			// Idempotence: a second render changes no byte and says so.
+			out, errOut, code := run("render", "--root", root)
+			if code != 0 || !strings.HasSuffix(out, "0 changed\n") {
+				t.Errorf("second render: exit %d, stdout %q, stderr %q; want 0 changed", code, out, errOut)
+			}
+			if again := snapshot(t, root); !equalMaps(again, got) {
+				t.Errorf("second render changed the tree")
+			}
+			out, _, _ = run("render", "--root", root, "--json")
+			if !strings.Contains(out, `"changed": false`) {
+				t.Errorf("second render --json: %s", out)
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestShippedExample keeps the README's example and the seed case one file.
+func TestShippedExample(t *testing.T) {
+	a, _ := os.ReadFile("../../packaging/profile.example.toml")
+	b, _ := os.ReadFile(filepath.Join(testdataDir, "seed", "profile.toml"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Fatal("packaging/profile.example.toml and testdata/seed/profile.toml must be the same file")
+	}
+}

@@ -1,0 +1,305 @@
+package target
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/nicpersist/nicpersist/render/plan"
+	"github.com/nicpersist/nicpersist/templates"
+)
+
+// Target and stack names as the command line takes them.
+const (
+	RHEL           = "rhel"
+	Systemd        = "systemd"
+	NetworkScripts = "network-scripts"
+	NetworkManager = "networkmanager"
+)
+
+// Paths of the files every target renders.
+const (
+	Dir         = "etc/nicpersist"
+	RTTables    = "etc/iproute2/rt_tables.d/nicpersist.conf"
+	SysctlConf  = "etc/sysctl.d/90-nicpersist.conf"
+	UnitName    = "nicpersist.service"
+	UnitPath    = "etc/systemd/system/" + UnitName
+	WantsLink   = "etc/systemd/system/multi-user.target.wants/" + UnitName
+	Manifest    = Dir + "/manifest"
+	ScriptsDir  = "etc/sysconfig/network-scripts"
+	applyScript = "/" + Dir + "/apply.sh"
+)
+
+// Choice is the target a render writes for, and why it was chosen.
+type Choice struct {
+	Target string
+	Stack  string // for RHEL: NetworkScripts or NetworkManager
+	Reason string
+}
+
+func (c Choice) String() string {
+	if c.Stack != "" {
+		return c.Target + " (" + c.Stack + ")"
+	}
+	return c.Target
+}
+
+// Render returns every file of the target, sorted by path. The manifest is
+// not among them: the writer adds it, as it alone knows what was there.
+func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
+	h := Header(profile)
+	var out []File
+	owned := func(path, body string) {
+		out = append(out, File{Path: path, Kind: Owned, Data: []byte(h + body), Mode: 0o644})
+	}
+	if len(p.Tables) > 0 {
+		var b strings.Builder
+		for _, t := range p.Tables {
+			fmt.Fprintf(&b, "%d\t%s\n", t.ID, t.Name)
+		}
+		owned(RTTables, b.String())
+	}
+	if len(p.Sysctls) > 0 {
+		var conf, list strings.Builder
+		for _, s := range p.Sysctls {
+			fmt.Fprintf(&conf, "%s = %s\n", s.Key, s.Value)
+			fmt.Fprintf(&list, "%s %s\n", s.ProcPath(), s.Value)
+		}
+		owned(SysctlConf, conf.String())
+		owned(Dir+"/sysctl.list", list.String())
+	}
+	for _, f := range []plan.Family{plan.V4, plan.V6} {
+		if n := p.NATOf(f); len(n) > 0 {
+			name := map[plan.Family]string{plan.V4: "iptables.rules", plan.V6: "ip6tables.rules"}[f]
+			owned(Dir+"/"+name, iptablesRules(n))
+		}
+		if b := batch(p, f); b != "" {
+			owned(fmt.Sprintf("%s/ip%d.batch", Dir, f), b)
+		}
+	}
+	if l := links(p); l != "" {
+		owned(Dir+"/links", l)
+	}
+	out = append(out, File{Path: Dir + "/apply.sh", Kind: Owned, Data: []byte(h + templates.ApplySh), Mode: 0o755})
+	u, err := unitFile(h)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out,
+		File{Path: UnitPath, Kind: Owned, Data: u, Mode: 0o644},
+		File{Path: WantsLink, Kind: Symlink, Link: "/" + UnitPath})
+	if c.Target == RHEL {
+		out = append(out, ifcfgFiles(p, c.Stack == NetworkScripts)...)
+	}
+	sortFiles(out)
+	return out, nil
+}
+
+// iptablesRules is iptables-restore --noflush input that touches only the
+// chain nicpersist owns: declaring the chain flushes it, so a re-run replaces
+// rather than appends. The jump from POSTROUTING is added by apply.sh with
+// -C || -I, because --noflush would append it again on every run.
+func iptablesRules(ns []plan.NAT) string {
+	var b strings.Builder
+	b.WriteString("*nat\n:NICPERSIST-POSTROUTING - [0:0]\n")
+	for _, n := range ns {
+		b.WriteString(NATRule(n) + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// NATRule is one NAT rule as an iptables -A line in nicpersist's chain.
+func NATRule(n plan.NAT) string {
+	var b strings.Builder
+	b.WriteString("-A NICPERSIST-POSTROUTING")
+	if n.Source.IsValid() {
+		b.WriteString(" -s " + n.Source.String())
+	}
+	b.WriteString(" -o " + n.Out)
+	if n.Masquerade {
+		b.WriteString(" -j MASQUERADE")
+	} else {
+		b.WriteString(" -j SNAT --to-source " + n.ToSource.String())
+	}
+	return b.String()
+}
+
+// batch is the unit's `ip -batch` input for one family in three sections that
+// apply.sh runs in order: routes of nicpersist's tables (so a rule never
+// points at an empty table), the rules, and the main table last.
+func batch(p *plan.Plan, f plan.Family) string {
+	rs, rules := p.RoutesOf(f), p.RulesOf(f)
+	if len(rs) == 0 && len(rules) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("#@ routes\n")
+	for _, r := range rs {
+		if r.Table != plan.TableMain {
+			fmt.Fprintf(&b, "route replace %s proto %d\n", r.Args(), plan.Proto)
+		}
+	}
+	b.WriteString("#@ rules\n")
+	for _, r := range rules {
+		fmt.Fprintf(&b, "rule add %s\n", r.Args())
+	}
+	b.WriteString("#@ main\n")
+	for _, r := range rs {
+		if r.Table == plan.TableMain {
+			fmt.Fprintf(&b, "route replace %s proto %d\n", r.Args(), plan.Proto)
+		}
+	}
+	return b.String()
+}
+
+// links lists, for apply.sh to wait for, each interface a route goes through
+// and the address it must have first.
+func links(p *plan.Plan) string {
+	var b strings.Builder
+	for _, l := range p.Interfaces {
+		for _, x := range []struct {
+			routed bool
+			addr   netip.Prefix
+		}{{l.Routed4, l.Addr4}, {l.Routed6, l.Addr6}} {
+			if !x.routed {
+				continue
+			}
+			a := "-"
+			if x.addr.IsValid() {
+				a = x.addr.Addr().String()
+			}
+			fmt.Fprintf(&b, "%s %s\n", l.Name, a)
+		}
+	}
+	return b.String()
+}
+
+func unitFile(header string) ([]byte, error) {
+	exec := func(verb string) string { return "/bin/sh " + applyScript + " " + verb }
+	opts := []*unit.UnitOption{
+		unit.NewUnitOption("Unit", "Description", "nicpersist policy routing, NAT and sysctls"),
+		// The links must be up with their addresses before a route can use
+		// them; network-online.target is that point on every stack, and
+		// apply.sh waits for the addresses itself for stacks that reach it
+		// early.
+		unit.NewUnitOption("Unit", "Wants", "network-online.target"),
+		unit.NewUnitOption("Unit", "After", "network-online.target NetworkManager.service network.service systemd-networkd.service"),
+		unit.NewUnitOption("Service", "Type", "oneshot"),
+		unit.NewUnitOption("Service", "RemainAfterExit", "yes"),
+		unit.NewUnitOption("Service", "RuntimeDirectory", "nicpersist"),
+		unit.NewUnitOption("Service", "RuntimeDirectoryPreserve", "yes"),
+		unit.NewUnitOption("Service", "TimeoutStartSec", "120"),
+		unit.NewUnitOption("Service", "ExecStart", exec("start")),
+		unit.NewUnitOption("Service", "ExecReload", exec("start")),
+		unit.NewUnitOption("Service", "ExecStop", exec("stop")),
+		unit.NewUnitOption("Install", "WantedBy", "multi-user.target"),
+	}
+	for _, o := range opts {
+		// unit.Serialize writes values as they are.
+		if strings.ContainsAny(o.Value, "\n\r") {
+			return nil, fmt.Errorf("unit option %s=%q has a line break", o.Name, o.Value)
+		}
+	}
+	body, err := io.ReadAll(unit.Serialize(opts))
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(header), body...), nil
+}
+
+// ifcfgFiles are the route-/rule- blocks for the RHEL stacks. Main-table
+// default routes stay with the unit: ifup-routes runs `ip route add`, which
+// fails on the metric-0 default the interface scripts already made.
+// NetworkManager ignores route-<if> as soon as rule-<if> exists and applies
+// rule files only through a dispatcher script, so under it rules are the
+// unit's alone.
+func ifcfgFiles(p *plan.Plan, legacy bool) []File {
+	body := map[string][]string{}
+	var order []string
+	add := func(path, line string) {
+		if _, ok := body[path]; !ok {
+			order = append(order, path)
+		}
+		body[path] = append(body[path], line)
+	}
+	for _, r := range p.Routes {
+		if r.IsMainDefault() {
+			continue
+		}
+		add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "route", plan.V6: "route6"}[r.Family], r.Dev), r.Args())
+	}
+	if legacy {
+		for _, r := range p.Rules {
+			if home := ruleHome(p, r); home != "" {
+				add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "rule", plan.V6: "rule6"}[r.Family], home), r.Args())
+			}
+		}
+	}
+	var out []File
+	for _, path := range order {
+		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644})
+	}
+	return out
+}
+
+// ruleHome picks the interface whose ifup applies a rule: the one it names,
+// else the one whose subnet holds its source, else the first interface its
+// table routes through.
+func ruleHome(p *plan.Plan, r plan.Rule) string {
+	if r.IIF != "" && r.IIF != "lo" {
+		return r.IIF
+	}
+	if r.OIF != "" && r.OIF != "lo" {
+		return r.OIF
+	}
+	for _, sel := range []netip.Prefix{r.From, r.To} {
+		if !sel.IsValid() {
+			continue
+		}
+		for _, l := range p.Interfaces {
+			a := l.Addr4
+			if r.Family == plan.V6 {
+				a = l.Addr6
+			}
+			if a.IsValid() && a.Masked().Overlaps(sel) {
+				return l.Name
+			}
+		}
+	}
+	for _, rt := range p.Routes {
+		if rt.Table == r.Table {
+			return rt.Dev
+		}
+	}
+	if len(p.Interfaces) > 0 {
+		return p.Interfaces[0].Name
+	}
+	return "" // only the unit applies it
+}
+
+// Warnings are what the root says about the rendered files: the
+// NetworkManager trap of a user's rule-<if> beside the route-<if> nicpersist
+// renders.
+func Warnings(t Tree, c Choice, files []File) []string {
+	if c.Target != RHEL || c.Stack != NetworkManager {
+		return nil
+	}
+	var out []string
+	for _, f := range files {
+		dir, base, _ := strings.Cut(f.Path, ScriptsDir+"/")
+		if dir != "" || !strings.HasPrefix(base, "route") {
+			continue
+		}
+		_, dev, _ := strings.Cut(base, "-")
+		for _, r := range []string{"rule-" + dev, "rule6-" + dev} {
+			if t.Exists(ScriptsDir + "/" + r) {
+				out = append(out, fmt.Sprintf("/%s/%s exists: NetworkManager ignores /%s while a rule file for %s exists, so its routes are applied only by nicpersist.service; move the rules into the profile's [[rule]]", ScriptsDir, r, f.Path, dev))
+			}
+		}
+	}
+	return out
+}
