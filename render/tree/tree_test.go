@@ -1,0 +1,137 @@
+package tree
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nicpersist/nicpersist/render/fsroot"
+	"github.com/nicpersist/nicpersist/render/target"
+)
+
+func TestMergeBlock(t *testing.T) {
+	block := []byte("a\nb\n")
+	for _, c := range []struct {
+		name, cur, want, err string
+	}{
+		{"empty file", "", "# BEGIN nicpersist\na\nb\n# END nicpersist\n", ""},
+		{"user lines kept", "x via 1.2.3.4\n", "x via 1.2.3.4\n# BEGIN nicpersist\na\nb\n# END nicpersist\n", ""},
+		{"no final newline", "x", "x\n# BEGIN nicpersist\na\nb\n# END nicpersist\n", ""},
+		{"replace in place", "top\n# BEGIN nicpersist\nold\n# END nicpersist\nbottom", "top\n# BEGIN nicpersist\na\nb\n# END nicpersist\nbottom", ""},
+		{"two begins", "# BEGIN nicpersist\n# BEGIN nicpersist\n# END nicpersist\n", "", "line 2: a second"},
+		{"end before begin", "# END nicpersist\n# BEGIN nicpersist\n", "", "do not enclose"},
+		{"begin only", "# BEGIN nicpersist\nx\n", "", "do not enclose"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := mergeBlock([]byte(c.cur), block)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || string(got) != c.want {
+				t.Fatalf("got %q, %v; want %q", got, err, c.want)
+			}
+			again, _ := mergeBlock(got, block)
+			if string(again) != string(got) {
+				t.Fatalf("not idempotent: %q", again)
+			}
+		})
+	}
+}
+
+func open(t *testing.T) (*fsroot.Root, string) {
+	dir := t.TempDir()
+	r, err := fsroot.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, dir
+}
+
+func apply(t *testing.T, r *fsroot.Root, files []target.File) []Change {
+	t.Helper()
+	cs, err := Compute(r, files, "p.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(r, cs); err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func TestRemovesWhatItNoLongerRenders(t *testing.T) {
+	r, dir := open(t)
+	route := "etc/sysconfig/network-scripts/route-eth1"
+	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
+	os.WriteFile(filepath.Join(dir, route), []byte("user line\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
+	first := []target.File{
+		{Path: "etc/nicpersist/ip4.batch", Kind: target.Owned, Data: []byte(target.Header("p.toml") + "x\n"), Mode: 0o644},
+		{Path: route, Kind: target.Block, Data: []byte("r1\n"), Mode: 0o644},
+		{Path: "etc/sysconfig/network-scripts/route-eth2", Kind: target.Block, Data: []byte("r2\n"), Mode: 0o644},
+		{Path: target.WantsLink, Kind: target.Symlink, Link: "/" + target.UnitPath},
+	}
+	apply(t, r, first)
+	cs := apply(t, r, nil)
+	status := map[string]Status{}
+	for _, c := range cs {
+		status[c.Path] = c.Status
+	}
+	for p, want := range map[string]Status{
+		"etc/nicpersist/ip4.batch": Removed, route: Updated,
+		"etc/sysconfig/network-scripts/route-eth2": Removed, target.WantsLink: Removed,
+	} {
+		if status[p] != want {
+			t.Errorf("%s: %s, want %s", p, status[p], want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, route)); string(b) != "user line\n" {
+		t.Errorf("user file after removal: %q", b)
+	}
+	for _, p := range []string{"etc/nicpersist/ip4.batch", "etc/sysconfig/network-scripts/route-eth2", target.WantsLink} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	if cs := apply(t, r, nil); cs[len(cs)-1].Changed() || len(cs) != 1 {
+		t.Errorf("third render changed something: %+v", cs)
+	}
+}
+
+func TestRefusesForeignFileAndMalformedBlocks(t *testing.T) {
+	r, dir := open(t)
+	os.MkdirAll(filepath.Join(dir, "etc/sysctl.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, target.SysctlConf), []byte("vm.swappiness = 1\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, target.ScriptsDir), 0o755)
+	os.WriteFile(filepath.Join(dir, target.ScriptsDir, "rule-eth1"), []byte("# END nicpersist\n"), 0o644)
+	_, err := Compute(r, []target.File{
+		{Path: target.SysctlConf, Kind: target.Owned, Data: []byte("x"), Mode: 0o644},
+		{Path: target.ScriptsDir + "/rule-eth1", Kind: target.Block, Data: []byte("y\n"), Mode: 0o644},
+		{Path: target.RTTables, Kind: target.Owned, Data: []byte("z"), Mode: 0o644},
+	}, "p.toml")
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{"90-nicpersist.conf: exists and was not written by nicpersist", "rule-eth1: the \"# BEGIN nicpersist\""} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	c := Change{Path: "f", Status: Updated, Old: []byte("a\nb\nc\n"), New: []byte("a\nB\nc\n")}
+	want := "--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+	if got := c.Diff(); got != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", got, want)
+	}
+	c = Change{Path: "g", Status: Created, New: []byte("x\n")}
+	if got := c.Diff(); got != "--- /dev/null\n+++ b/g\n@@ -0,0 +1 @@\n+x\n" {
+		t.Errorf("created diff: %q", got)
+	}
+}
