@@ -41,6 +41,7 @@ type builder struct {
 	tableIDs map[uint32]string // id -> path that claimed it
 	names    map[string]uint32 // table name -> id
 	prios    map[[2]uint32]string
+	explicit map[uint32]bool // priorities [[rule]]s ask for, kept from auto-assignment
 	tBase    uint32
 	pBase    uint32
 	nextTab  uint32
@@ -60,6 +61,7 @@ func Build(d *profile.Decoded, l *diag.List) *Plan {
 		tableIDs: map[uint32]string{},
 		names:    map[string]uint32{"main": TableMain},
 		prios:    map[[2]uint32]string{},
+		explicit: map[uint32]bool{},
 	}
 	pr := d.Profile
 	b.version(pr)
@@ -68,6 +70,11 @@ func Build(d *profile.Decoded, l *diag.List) *Plan {
 	b.interfaces(pr)
 	b.tables(pr)
 	b.autoTables()
+	for _, r := range pr.Rules {
+		if r.Priority.Set && r.Priority.Bad == nil && r.Priority.V > 0 && r.Priority.V <= maxPriority {
+			b.explicit[uint32(r.Priority.V)] = true
+		}
+	}
 	b.expandInterfaces()
 	b.routes(pr)
 	b.rules(pr)
@@ -323,7 +330,7 @@ func (b *builder) priority(path string, f Family, explicit uint32) uint32 {
 		p := b.nextPrio
 		_, used4 := b.prios[[2]uint32{uint32(V4), p}]
 		_, used6 := b.prios[[2]uint32{uint32(V6), p}]
-		if !used4 && !used6 {
+		if !used4 && !used6 && !b.explicit[p] {
 			break
 		}
 		b.nextPrio++

@@ -20,7 +20,7 @@ func (b *builder) lintSSH() {
 	for _, f := range []Family{V4, V6} {
 		var def *iface
 		for _, it := range b.ifaces {
-			if it.def && it.gw[f].IsValid() {
+			if it.def && it.gw[f].IsValid() && def == nil {
 				def = it
 			}
 		}
