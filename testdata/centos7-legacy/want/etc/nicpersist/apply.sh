@@ -168,12 +168,14 @@ apply_family() {
 # so there is always a default route), then delete rules and routes.
 remove_family() {
 	f=$1 st="$state/ip$1"
-	if [ "$f" = 4 ] && [ -s "$state/default4.saved" ]; then
-		# shellcheck disable=SC2046
-		ip -4 route replace $(cat "$state/default4.saved") ||
-			log "could not restore the default route: $(cat "$state/default4.saved")"
+	if [ "$f" = 4 ]; then
+		if [ -s "$state/default4.saved" ]; then
+			# shellcheck disable=SC2046
+			ip -4 route replace $(cat "$state/default4.saved") ||
+				log "could not restore the default route: $(cat "$state/default4.saved")"
+		fi
+		rm -f "$state/default4.saved"
 	fi
-	rm -f "$state/default4.saved"
 	{
 		[ -f "$st.rules" ] && sed 's/^rule add /rule del /' "$st.rules"
 		[ -f "$st.main" ] && sed 's/^route replace /route del /' "$st.main"
