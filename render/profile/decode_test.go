@@ -1,0 +1,58 @@
+package profile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nicpersist/nicpersist/render/diag"
+)
+
+func TestPositions(t *testing.T) {
+	src := `version = 1 # comment
+
+[sysctl]
+rp_filter = "loose"
+
+[[interface]]
+name = "a"
+note = """
+multi
+"""
+
+[[interface]]
+name = "b"
+gateway = "10.0.0.1"
+`
+	d := Decode([]byte(src), &diag.List{File: "p"})
+	if d == nil {
+		t.Fatal("not decoded")
+	}
+	for path, line := range map[string]int{
+		"version": 1, "sysctl": 3, "sysctl.rp_filter": 4, "interface[0]": 6, "interface[0].name": 7,
+		"interface[1].name": 13, "interface[1].gateway": 14, "interface[1].address": 12, "nat[3]": 0,
+	} {
+		if got := d.LineOf(path); got != line {
+			t.Errorf("LineOf(%s) = %d, want %d", path, got, line)
+		}
+	}
+}
+
+func TestDecodeProblems(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"version = 1\n[[interface]]\nnmae = \"a\"\n", `p:3: interface[0].nmae: unknown key; did you mean "name"?`},
+		{"version = 1\n[sysctls]\n", `p:2: sysctls: unknown key; did you mean "sysctl"?`},
+		{"version = 1\nversion = 2\n", "p:2: not a valid profile:"},
+		{"version = 1\ninterface = 3\n", "p:2: not a valid profile:"},
+		{"version = 1\n[[route]]\nbogus = 1\n[[route]]\nbogus = 2\n", "p:5: route[1].bogus: unknown key; known keys here: dev, metric, table, to, via"},
+	} {
+		l := &diag.List{File: "p"}
+		Decode([]byte(c.src), l)
+		var got []string
+		for _, p := range l.Sorted() {
+			got = append(got, p.String())
+		}
+		if !strings.Contains(strings.Join(got, "\n"), c.want) {
+			t.Errorf("%q: got\n%s\nwant %q", c.src, strings.Join(got, "\n"), c.want)
+		}
+	}
+}
