@@ -1,8 +1,17 @@
 // Package fsroot reads and writes files under one directory and never outside
-// it: every operation goes through Go's os.Root, which refuses paths and
-// symbolic links that leave the directory, even when they change under it.
-// Writes are atomic: a temporary file in the destination directory, fsync,
-// rename, fsync of the directory.
+// it. Every operation goes through Go's os.Root, which resolves each path
+// component with openat and refuses ".." and symbolic links that would leave
+// the directory, even when the tree changes under it.
+//
+// Reads (ReadFile, Exists, ReadDir, Lstat, Readlink) additionally follow
+// absolute symbolic links relative to the root, as a chroot would: in an image
+// root, /etc/os-release -> /usr/lib/os-release means <root>/usr/lib/os-release.
+// A relative link that climbs above the root is refused.
+//
+// Writes (WriteFile, Symlink, Remove) follow no symbolic link that os.Root
+// refuses: a parent directory that is an absolute link, or a relative link
+// leading out of the root, makes them fail. Writes are atomic: a temporary
+// file in the destination directory, fsync, rename, fsync of the directory.
 package fsroot
 
 import (
@@ -10,27 +19,54 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
+	"syscall"
 )
+
+// maxLinks is how many symbolic links one path may go through (Linux's limit).
+const maxLinks = 40
+
+// tempInfix marks the temporary files WriteFile and Symlink create.
+const tempInfix = ".nicpersist-tmp-"
 
 // Root is a directory tree that every path is resolved under.
 type Root struct {
 	dir  string
 	root *os.Root
+	// osEscape is the (unexported) error os.Root returns when a path or a
+	// symbolic link would leave the root, captured by Open.
+	osEscape error
+	// failpoint, when set (by tests), is called before each step of a write
+	// and makes the write fail with the error it returns.
+	failpoint func(step string) error
 }
 
-// Open opens dir, which must be a directory.
+// errEscapes is what the read-side resolver returns for a relative link that
+// climbs above the root.
+type errEscapes struct{}
+
+func (errEscapes) Error() string { return "path escapes from parent" }
+
+// Open opens dir, which must exist and be a directory.
 func Open(dir string) (*Root, error) {
-	r, err := os.OpenRoot(dir)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", dir, unwrapPath(err))
 	}
-	return &Root{dir: dir, root: r}, nil
+	r := &Root{dir: dir, root: root}
+	// os.Root does not export the error it gives for an escape; ".." always
+	// escapes, so ask for it once and recognise it by identity later.
+	var pe *fs.PathError
+	if _, err := root.Lstat(".."); errors.As(err, &pe) {
+		r.osEscape = pe.Err
+	}
+	return r, nil
 }
 
 // Close releases the directory.
@@ -39,29 +75,40 @@ func (r *Root) Close() error { return r.root.Close() }
 // Dir is the directory given to Open.
 func (r *Root) Dir() string { return r.dir }
 
+// show is name as the user sees it.
 func (r *Root) show(name string) string { return filepath.Join(r.dir, filepath.FromSlash(name)) }
 
-// check refuses names that are not clean relative paths.
-func (r *Root) check(name string) error {
-	if name == "" || path.IsAbs(name) || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") {
-		return fmt.Errorf("%q: not a clean path relative to %s", name, r.dir)
+// check refuses names that are not clean, slash-separated paths relative to
+// the root: "", absolute paths, "..", "a//b", "./a", "a/" and the like.
+func (r *Root) check(op, name string) error {
+	if !fs.ValidPath(name) {
+		return fmt.Errorf("%s %q: not a clean path relative to %s", op, name, r.dir)
 	}
 	return nil
 }
 
-// wrap names the path as the user sees it and says plainly when a symbolic
+func (r *Root) escapes(err error) bool {
+	if errors.Is(err, errEscapes{}) || (r.osEscape != nil && errors.Is(err, r.osEscape)) {
+		return true
+	}
+	// In case os.Root ever wraps its error differently.
+	return strings.Contains(err.Error(), "path escapes from parent")
+}
+
+// fail names the path as the user sees it, and says plainly when a symbolic
 // link tried to lead out of the root.
-func (r *Root) wrap(op, name string, err error) error {
+func (r *Root) fail(op, name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	inner := unwrapPath(err)
-	if strings.Contains(inner.Error(), "escapes from parent") || strings.Contains(inner.Error(), "path escapes") {
+	if r.escapes(err) {
 		return fmt.Errorf("%s %s: refusing to follow a symbolic link out of %s", op, r.show(name), r.dir)
 	}
-	return fmt.Errorf("%s %s: %w", op, r.show(name), inner)
+	return fmt.Errorf("%s %s: %w", op, r.show(name), unwrapPath(err))
 }
 
+// unwrapPath drops os's own *PathError or *LinkError, whose path is relative
+// to the root and would repeat what fail already says.
 func unwrapPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
@@ -74,242 +121,349 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// resolve follows absolute symbolic links by hand, relative to the root, as a
-// chroot would; os.Root refuses them. Relative links are left to os.Root.
-func (r *Root) resolve(name string) (string, error) {
-	parts := strings.Split(name, "/")
+// resolve rewrites name into a path with no symbolic links in it (as the tree
+// is now), following links inside the root by hand: an absolute target starts
+// again at the root and its ".." stop at the root, as in a chroot; a relative
+// target that climbs above the root is refused. With followLast false the last
+// component is left as it is (for Lstat and Readlink).
+//
+// The result is only ever handed to os.Root, so a link that changes between
+// resolve and the real operation cannot lead out of the root either.
+func (r *Root) resolve(name string, followLast bool) (string, error) {
+	type comp struct {
+		name  string
+		clamp bool // ".." at the root stays at the root
+	}
+	split := func(p string, clamp bool) []comp {
+		var cs []comp
+		for _, s := range strings.Split(p, "/") {
+			if s != "" && s != "." {
+				cs = append(cs, comp{s, clamp})
+			}
+		}
+		return cs
+	}
+	todo := split(name, false)
 	var done []string
 	links := 0
-	for len(parts) > 0 {
-		p := parts[0]
-		parts = parts[1:]
-		switch p {
-		case "", ".":
-			continue
-		case "..":
-			if len(done) > 0 {
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		if c.name == ".." {
+			switch {
+			case len(done) > 0:
 				done = done[:len(done)-1]
+			case !c.clamp:
+				return "", errEscapes{}
 			}
 			continue
 		}
-		cur := path.Join(append(done, p)...)
+		cur := strings.Join(append(slices.Clip(done), c.name), "/")
+		if len(todo) == 0 && !followLast {
+			done = append(done, c.name)
+			break
+		}
 		fi, err := r.root.Lstat(cur)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			done = append(done, p)
-			if err != nil {
-				// Let the real operation report it.
-				return path.Join(append(done, parts...)...), nil
-			}
-			continue
-		}
-		links++
-		if links > 40 {
-			return "", fmt.Errorf("too many levels of symbolic links")
-		}
-		t, err := r.root.Readlink(cur)
 		if err != nil {
 			return "", err
 		}
-		if path.IsAbs(t) {
-			done = nil
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			done = append(done, c.name)
+			continue
 		}
-		parts = append(strings.Split(t, "/"), parts...)
+		if links++; links > maxLinks {
+			return "", syscall.ELOOP
+		}
+		target, err := r.root.Readlink(cur)
+		if err != nil {
+			return "", err
+		}
+		if target == "" {
+			return "", syscall.ENOENT
+		}
+		abs := path.IsAbs(target)
+		if abs {
+			done = done[:0]
+		}
+		todo = append(split(target, abs), todo...)
 	}
 	if len(done) == 0 {
 		return ".", nil
 	}
-	return path.Join(done...), nil
+	return strings.Join(done, "/"), nil
 }
 
-// ReadFile returns a file's bytes. errors.Is(err, fs.ErrNotExist) when missing.
+// ReadFile returns a regular file's bytes, following symbolic links inside
+// the root. errors.Is(err, fs.ErrNotExist) when it is missing.
 func (r *Root) ReadFile(name string) ([]byte, error) {
-	if err := r.check(name); err != nil {
+	if err := r.check("read", name); err != nil {
 		return nil, err
 	}
-	b, err := r.root.ReadFile(name)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// An absolute link on the way: resolve it inside the root.
-		if real, rerr := r.resolve(name); rerr == nil && real != name {
-			b, err = r.root.ReadFile(real)
-		}
+	real, err := r.resolve(name, true)
+	if err != nil {
+		return nil, r.fail("read", name, err)
 	}
-	return b, r.wrap("read", name, err)
+	// O_NONBLOCK: a FIFO must not hang the render; it is refused below.
+	f, err := r.root.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, r.fail("read", name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, r.fail("read", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return nil, r.fail("read", name, syscall.EISDIR)
+		}
+		return nil, fmt.Errorf("read %s: not a regular file (%v)", r.show(name), fi.Mode().Type())
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, r.fail("read", name, err)
+	}
+	return b, nil
 }
 
-// Exists reports whether name exists, following links inside the root.
+// Exists reports whether name exists. Links in its parent directories are
+// followed as ReadFile follows them; the last component is not followed, so a
+// dangling link exists.
 func (r *Root) Exists(name string) bool {
-	if r.check(name) != nil {
-		return false
-	}
-	if _, err := r.root.Lstat(name); err == nil {
-		return true
-	}
-	real, err := r.resolve(name)
-	if err != nil {
-		return false
-	}
-	_, err = r.root.Lstat(real)
+	_, err := r.Lstat(name)
 	return err == nil
 }
 
-// ReadDir lists a directory's entry names, sorted; a missing directory is empty.
+// ReadDir lists a directory's entry names, sorted, following symbolic links
+// inside the root. A missing directory is empty.
 func (r *Root) ReadDir(name string) ([]string, error) {
-	if err := r.check(name); err != nil {
+	if err := r.check("read directory", name); err != nil {
 		return nil, err
 	}
-	real, err := r.resolve(name)
+	real, err := r.resolve(name, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, r.wrap("read", name, err)
+		return nil, r.fail("read directory", name, err)
 	}
 	f, err := r.root.Open(real)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, r.wrap("read", name, err)
+		return nil, r.fail("read directory", name, err)
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, nil // not a directory: nothing in it
+		return nil, r.fail("read directory", name, err)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return names, nil
 }
 
-// Lstat describes name without following a final symbolic link.
+// Lstat describes name without following it if it is a symbolic link; links
+// in its parent directories are followed as ReadFile follows them.
 func (r *Root) Lstat(name string) (fs.FileInfo, error) {
-	if err := r.check(name); err != nil {
+	if err := r.check("stat", name); err != nil {
 		return nil, err
 	}
-	fi, err := r.root.Lstat(name)
-	return fi, r.wrap("stat", name, err)
+	real, err := r.resolve(name, false)
+	if err != nil {
+		return nil, r.fail("stat", name, err)
+	}
+	fi, err := r.root.Lstat(real)
+	if err != nil {
+		return nil, r.fail("stat", name, err)
+	}
+	return fi, nil
 }
 
-// Readlink returns a symbolic link's target.
+// Readlink returns a symbolic link's target, as stored.
+// errors.Is(err, fs.ErrNotExist) when name is missing.
 func (r *Root) Readlink(name string) (string, error) {
-	if err := r.check(name); err != nil {
+	if err := r.check("readlink", name); err != nil {
 		return "", err
 	}
-	t, err := r.root.Readlink(name)
+	real, err := r.resolve(name, false)
 	if err != nil {
-		return "", r.wrap("readlink", name, err)
+		return "", r.fail("readlink", name, err)
+	}
+	t, err := r.root.Readlink(real)
+	if err != nil {
+		return "", r.fail("readlink", name, err)
 	}
 	return t, nil
 }
 
-// Remove removes a file or symbolic link; a missing one is not an error.
+// Remove removes a file or symbolic link, never a directory; a missing one is
+// not an error.
 func (r *Root) Remove(name string) error {
-	if err := r.check(name); err != nil {
+	if err := r.check("remove", name); err != nil {
 		return err
 	}
-	if fi, err := r.root.Lstat(name); err == nil && fi.IsDir() {
-		return fmt.Errorf("remove %s: is a directory", r.show(name))
-	}
-	err := r.root.Remove(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	fi, err := r.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil
+	case err != nil:
+		return r.fail("remove", name, err)
+	case fi.IsDir():
+		return r.fail("remove", name, syscall.EISDIR)
 	}
-	if err != nil {
-		return r.wrap("remove", name, err)
+	if err := r.root.Remove(name); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return r.fail("remove", name, err)
 	}
-	return r.syncDir(path.Dir(name))
+	return r.syncDir("remove", name)
 }
 
-func tempName(name string) (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return path.Join(path.Dir(name), "."+path.Base(name)+".nicpersist-tmp-"+hex.EncodeToString(b[:])), nil
-}
-
-func (r *Root) mkdirs(name string) error {
-	dir := path.Dir(name)
-	if dir == "." {
-		return nil
-	}
-	return r.wrap("create directory for", name, r.root.MkdirAll(dir, 0o755))
-}
-
-func (r *Root) syncDir(dir string) error {
-	d, err := r.root.Open(dir)
-	if err != nil {
-		return r.wrap("open directory", dir, err)
-	}
-	defer d.Close()
-	return r.wrap("sync directory", dir, d.Sync())
-}
-
-// WriteFile writes data to name atomically with mode perm. A symbolic link at
-// name is replaced, never written through.
-func (r *Root) WriteFile(name string, data []byte, perm fs.FileMode) (err error) {
-	if err := r.check(name); err != nil {
+// WriteFile writes data to name atomically with mode perm, creating parent
+// directories (0755). A symbolic link at name is replaced, never written
+// through; a directory there is an error.
+func (r *Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
+	const op = "write"
+	if err := r.prepare(op, name); err != nil {
 		return err
 	}
-	if fi, err := r.root.Lstat(name); err == nil && fi.IsDir() {
-		return fmt.Errorf("write %s: is a directory", r.show(name))
-	}
-	if err := r.mkdirs(name); err != nil {
-		return err
-	}
-	tmp, err := tempName(name)
+	tmp, err := r.tempName(op, name)
 	if err != nil {
 		return err
 	}
 	f, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return r.wrap("write", name, err)
+		return r.fail(op, name, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			r.root.Remove(tmp)
+	werr := func() error {
+		if err := r.step("write"); err != nil {
+			return err
 		}
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		if err := r.step("chmod"); err != nil {
+			return err
+		}
+		// Before the fsync, so that the mode is as durable as the data.
+		if err := f.Chmod(perm.Perm()); err != nil {
+			return err
+		}
+		if err := r.step("sync"); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return nil
 	}()
-	if _, err = f.Write(data); err != nil {
-		return r.wrap("write", name, err)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
 	}
-	if err = f.Chmod(perm.Perm()); err != nil {
-		return r.wrap("write", name, err)
+	if werr == nil {
+		if werr = r.step("rename"); werr == nil {
+			werr = r.root.Rename(tmp, name)
+		}
 	}
-	if err = f.Sync(); err != nil {
-		return r.wrap("write", name, err)
+	if werr != nil {
+		r.root.Remove(tmp)
+		return r.fail(op, name, werr)
 	}
-	if err = f.Close(); err != nil {
-		return r.wrap("write", name, err)
-	}
-	if err = r.root.Rename(tmp, name); err != nil {
-		return r.wrap("write", name, err)
-	}
-	return r.syncDir(path.Dir(name))
+	return r.syncDir(op, name)
 }
 
-// Symlink makes name a symbolic link to target, atomically. target is stored
-// as given and never followed here.
-func (r *Root) Symlink(name, target string) (err error) {
-	if err := r.check(name); err != nil {
+// Symlink makes name a symbolic link to target, atomically, creating parent
+// directories. target is stored as given and never followed here. Nothing
+// changes when name already is a link to target.
+func (r *Root) Symlink(name, target string) error {
+	const op = "symlink"
+	if err := r.check(op, name); err != nil {
 		return err
+	}
+	if target == "" {
+		return fmt.Errorf("%s %s: empty link target", op, r.show(name))
 	}
 	if cur, err := r.root.Readlink(name); err == nil && cur == target {
 		return nil
 	}
-	if fi, err := r.root.Lstat(name); err == nil && fi.IsDir() {
-		return fmt.Errorf("symlink %s: is a directory", r.show(name))
-	}
-	if err := r.mkdirs(name); err != nil {
+	if err := r.prepare(op, name); err != nil {
 		return err
 	}
-	tmp, err := tempName(name)
+	tmp, err := r.tempName(op, name)
 	if err != nil {
 		return err
 	}
 	if err := r.root.Symlink(target, tmp); err != nil {
-		return r.wrap("symlink", name, err)
+		return r.fail(op, name, err)
 	}
-	if err := r.root.Rename(tmp, name); err != nil {
+	err = r.step("rename")
+	if err == nil {
+		err = r.root.Rename(tmp, name)
+	}
+	if err != nil {
 		r.root.Remove(tmp)
-		return r.wrap("symlink", name, err)
+		return r.fail(op, name, err)
 	}
-	return r.syncDir(path.Dir(name))
+	return r.syncDir(op, name)
+}
+
+// prepare checks name for a write, refuses a directory there and creates the
+// parent directories.
+func (r *Root) prepare(op, name string) error {
+	if err := r.check(op, name); err != nil {
+		return err
+	}
+	if fi, err := r.root.Lstat(name); err == nil && fi.IsDir() {
+		return r.fail(op, name, syscall.EISDIR)
+	}
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	if err := r.root.MkdirAll(dir, 0o755); err != nil {
+		if r.escapes(err) {
+			return r.fail(op, name, err)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			// os.Root says EEXIST when the directory is a file; os.MkdirAll
+			// says ENOTDIR, which is what the user needs to hear.
+			err = syscall.ENOTDIR
+		}
+		return fmt.Errorf("%s %s: create directory %s: %w", op, r.show(name), r.show(dir), unwrapPath(err))
+	}
+	return nil
+}
+
+// tempName is a fresh name next to name: ".<base>.nicpersist-tmp-<random>".
+func (r *Root) tempName(op, name string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", r.fail(op, name, err)
+	}
+	return path.Join(path.Dir(name), "."+path.Base(name)+tempInfix+hex.EncodeToString(b[:])), nil
+}
+
+// syncDir makes the last change to name's directory durable.
+func (r *Root) syncDir(op, name string) error {
+	err := r.step("syncdir")
+	if err == nil {
+		var d *os.File
+		if d, err = r.root.Open(path.Dir(name)); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: sync directory %s: %w", op, r.show(name), r.show(path.Dir(name)), unwrapPath(err))
+	}
+	return nil
+}
+
+func (r *Root) step(s string) error {
+	if r.failpoint == nil {
+		return nil
+	}
+	return r.failpoint(s)
 }

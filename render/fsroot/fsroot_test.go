@@ -6,14 +6,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
-func setup(t *testing.T) (*Root, string, string) {
+const escapeMsg = "refusing to follow a symbolic link out of "
+
+// setup makes base/root (opened) and base/outside (which must stay empty
+// unless the test puts something there).
+func setup(t *testing.T) (r *Root, dir, outside string) {
 	t.Helper()
 	base := t.TempDir()
-	dir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+	dir, outside = filepath.Join(base, "root"), filepath.Join(base, "outside")
 	for _, d := range []string{dir, outside} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -27,14 +33,82 @@ func setup(t *testing.T) (*Root, string, string) {
 	return r, dir, outside
 }
 
+// mk creates files ("path" or "path=content"), directories ("path/") and
+// links ("path->target") under dir.
+func mk(t *testing.T, dir string, specs ...string) {
+	t.Helper()
+	for _, s := range specs {
+		var err error
+		switch {
+		case strings.Contains(s, "->"):
+			name, target, _ := strings.Cut(s, "->")
+			p := filepath.Join(dir, name)
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = os.Symlink(target, p)
+			}
+		case strings.HasSuffix(s, "/"):
+			err = os.MkdirAll(filepath.Join(dir, s), 0o755)
+		default:
+			name, content, _ := strings.Cut(s, "=")
+			p := filepath.Join(dir, name)
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = os.WriteFile(p, []byte(content), 0o644)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func noTemps(t *testing.T, dir string) {
 	t.Helper()
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.Contains(d.Name(), ".nicpersist-tmp-") {
+		if err == nil && strings.Contains(d.Name(), tempInfix) {
 			t.Errorf("temporary file left behind: %s", p)
 		}
 		return nil
 	})
+}
+
+func empty(t *testing.T, dir string) {
+	t.Helper()
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("%s: want it empty, got %v %v", dir, entries, err)
+	}
+}
+
+func content(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestOpen(t *testing.T) {
+	base := t.TempDir()
+	mk(t, base, "file")
+	for _, dir := range []string{filepath.Join(base, "missing"), filepath.Join(base, "file")} {
+		if r, err := Open(dir); err == nil {
+			r.Close()
+			t.Errorf("Open(%s) succeeded", dir)
+		} else if !strings.Contains(err.Error(), dir) {
+			t.Errorf("message does not name %s: %v", dir, err)
+		}
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Dir() != base {
+		t.Errorf("Dir() = %q", r.Dir())
+	}
+	if r.osEscape == nil {
+		t.Error("Open did not capture os.Root's escape error")
+	}
 }
 
 func TestWriteReadReplace(t *testing.T) {
@@ -42,142 +116,454 @@ func TestWriteReadReplace(t *testing.T) {
 	if err := r.WriteFile("etc/a/b.conf", []byte("one\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.WriteFile("etc/a/b.conf", []byte("two\n"), 0o755); err != nil {
+	if fi, err := os.Stat(filepath.Join(dir, "etc/a")); err != nil || fi.Mode().Perm() != 0o755&^umask() {
+		t.Errorf("parent directory: %v %v", fi.Mode(), err)
+	}
+	if err := r.WriteFile("etc/a/b.conf", []byte("two\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b, err := r.ReadFile("etc/a/b.conf")
 	if err != nil || string(b) != "two\n" {
 		t.Fatalf("read %q, %v", b, err)
 	}
-	fi, _ := os.Stat(filepath.Join(dir, "etc/a/b.conf"))
-	if fi.Mode().Perm() != 0o755 {
-		t.Errorf("mode %v", fi.Mode())
+	fi, err := r.Lstat("etc/a/b.conf")
+	if err != nil || fi.Mode() != 0o600 {
+		t.Errorf("mode %v %v", fi.Mode(), err)
 	}
-	if _, err := r.ReadFile("etc/missing"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
+	if err := r.WriteFile("top", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := r.ReadFile("top"); err != nil || len(b) != 0 {
+		t.Errorf("empty file: %q %v", b, err)
 	}
 	noTemps(t, dir)
 }
 
-func TestRejectsBadNames(t *testing.T) {
-	r, _, _ := setup(t)
-	for _, n := range []string{"", "/etc/x", "../x", "a/../../x", "a//b", "./a", ".."} {
-		if err := r.WriteFile(n, nil, 0o644); err == nil {
-			t.Errorf("WriteFile(%q) accepted", n)
-		}
+func TestMissing(t *testing.T) {
+	r, dir, _ := setup(t)
+	mk(t, dir, "etc/", "etc/dangling->nope")
+	if _, err := r.ReadFile("etc/missing"); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, "etc/missing")) {
+		t.Errorf("ReadFile: %v", err)
+	}
+	if _, err := r.ReadFile("etc/dangling"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadFile dangling: %v", err)
+	}
+	if _, err := r.Readlink("etc/missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Readlink: %v", err)
+	}
+	if _, err := r.Lstat("nope/x"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Lstat: %v", err)
+	}
+	if r.Exists("etc/missing") || !r.Exists("etc") || !r.Exists("etc/dangling") {
+		t.Error("Exists")
+	}
+	if names, err := r.ReadDir("no/such/dir"); err != nil || len(names) != 0 {
+		t.Errorf("ReadDir missing: %v %v", names, err)
 	}
 }
 
-func TestSymlinkOutOfRootIsRefused(t *testing.T) {
-	for _, link := range []string{"ABS", "../outside", "../../outside"} {
-		t.Run(link, func(t *testing.T) {
+func TestReadDir(t *testing.T) {
+	r, dir, _ := setup(t)
+	mk(t, dir, "d/b", "d/a", "d/c/", "d/.h", "f", "abs->/d", "rel->d")
+	for _, name := range []string{"d", "abs", "rel"} {
+		if names, err := r.ReadDir(name); err != nil || !slices.Equal(names, []string{".h", "a", "b", "c"}) {
+			t.Errorf("ReadDir(%s) = %v, %v", name, names, err)
+		}
+	}
+	if names, err := r.ReadDir("."); err != nil || !slices.Equal(names, []string{"abs", "d", "f", "rel"}) {
+		t.Errorf("ReadDir(.) = %v, %v", names, err)
+	}
+	if _, err := r.ReadDir("f"); err == nil {
+		t.Error("ReadDir of a file succeeded")
+	}
+}
+
+func TestRejectsBadNames(t *testing.T) {
+	r, dir, _ := setup(t)
+	mk(t, dir, "a/b")
+	bad := []string{"", "/etc/x", "/", "..", "../x", "a/../../x", "a/../b", "a//b", "./a", "a/./b", "a/", "a/b/"}
+	ops := map[string]func(string) error{
+		"WriteFile": func(n string) error { return r.WriteFile(n, []byte("x"), 0o644) },
+		"Symlink":   func(n string) error { return r.Symlink(n, "/x") },
+		"Remove":    r.Remove,
+		"ReadFile":  func(n string) error { _, err := r.ReadFile(n); return err },
+		"ReadDir":   func(n string) error { _, err := r.ReadDir(n); return err },
+		"Readlink":  func(n string) error { _, err := r.Readlink(n); return err },
+		"Lstat":     func(n string) error { _, err := r.Lstat(n); return err },
+		"Exists": func(n string) error {
+			if r.Exists(n) {
+				return nil
+			}
+			return errors.New("no")
+		},
+	}
+	for _, n := range bad {
+		for op, f := range ops {
+			if err := f(n); err == nil {
+				t.Errorf("%s(%q) accepted", op, n)
+			} else if op != "Exists" && !strings.Contains(err.Error(), "not a clean path relative to "+dir) {
+				t.Errorf("%s(%q): %v", op, n, err)
+			}
+		}
+	}
+	if got := content(t, filepath.Join(dir, "a/b")); got != "" {
+		t.Errorf("a/b changed: %q", got)
+	}
+	noTemps(t, filepath.Dir(dir))
+}
+
+// A parent directory that is a link leading out of the root: nothing may be
+// written, made or removed outside, and the error must say why.
+func TestWriteThroughEscapingParentIsRefused(t *testing.T) {
+	cases := []struct {
+		name  string
+		links []string // made under the root; OUT is replaced by the outside dir
+		path  string   // written
+	}{
+		{"absolute", []string{"etc->OUT"}, "etc/sysctl.d/90-nicpersist.conf"},
+		{"relative", []string{"etc->../outside"}, "etc/sysctl.d/90-nicpersist.conf"},
+		{"relative two up", []string{"etc/", "etc/sysconfig->../../outside"}, "etc/sysconfig/network-scripts/route-eth1"},
+		{"absolute as last dir", []string{"etc/sysconfig/network-scripts->OUT"}, "etc/sysconfig/network-scripts/route-eth1"},
+		{"chain", []string{"etc->a", "a->b/c", "b/c->../../outside"}, "etc/x"},
+		// An absolute link counts as leaving, even where a chroot would stay inside.
+		{"absolute into root", []string{"usr/lib/", "etc->/usr/lib"}, "etc/x"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
 			r, dir, outside := setup(t)
-			target := link
-			if link == "ABS" {
-				target = outside
+			for _, l := range tc.links {
+				mk(t, dir, strings.ReplaceAll(l, "OUT", outside))
 			}
-			os.Symlink(target, filepath.Join(dir, "etc"))
-			err := r.WriteFile("etc/sysctl.d/90.conf", []byte("x"), 0o644)
-			if err == nil {
-				t.Fatal("wrote through a link out of the root")
+			mk(t, outside, "victim=keep")
+			ops := map[string]func() error{
+				"write":   func() error { return r.WriteFile(tc.path, []byte("x"), 0o644) },
+				"symlink": func() error { return r.Symlink(tc.path, "/etc/systemd/system/nicpersist.service") },
+				"remove":  func() error { return r.Remove(filepath.Dir(tc.path) + "/victim") },
 			}
-			if link != "ABS" && !strings.Contains(err.Error(), "refusing to follow a symbolic link out of") {
-				t.Errorf("message: %v", err)
+			for op, f := range ops {
+				err := f()
+				if err == nil {
+					t.Fatalf("%s through a link out of the root succeeded", op)
+				}
+				want := op + " " + filepath.Join(dir, tc.path)
+				if op == "remove" {
+					want = "remove " + filepath.Join(dir, filepath.Dir(tc.path), "victim")
+				}
+				if !strings.HasPrefix(err.Error(), want+": ") || !strings.HasSuffix(err.Error(), escapeMsg+dir) {
+					t.Errorf("%s: message %q, want %q...%q", op, err, want, escapeMsg+dir)
+				}
 			}
-			if err := r.Symlink("etc/x.wants/y", "/z"); err == nil {
-				t.Error("made a link through a link out of the root")
+			if entries, _ := os.ReadDir(outside); len(entries) != 1 || content(t, filepath.Join(outside, "victim")) != "keep" {
+				t.Errorf("outside changed: %v", entries)
 			}
-			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
-				t.Errorf("wrote outside the root: %v", entries)
+			if _, err := os.Lstat(filepath.Join(dir, "usr/lib/x")); err == nil {
+				t.Error("followed an absolute link")
 			}
+			noTemps(t, filepath.Dir(dir))
 		})
 	}
 }
 
-func TestReadFollowsAbsoluteLinksInsideRoot(t *testing.T) {
+func TestReadFollowsLinksInsideRoot(t *testing.T) {
 	r, dir, outside := setup(t)
-	os.MkdirAll(filepath.Join(dir, "usr/lib"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
-	os.WriteFile(filepath.Join(dir, "usr/lib/os-release"), []byte("ID=inside\n"), 0o644)
-	os.WriteFile(filepath.Join(outside, "os-release"), []byte("ID=outside\n"), 0o644)
-	os.Symlink("/usr/lib/os-release", filepath.Join(dir, "etc/os-release"))
-	b, err := r.ReadFile("etc/os-release")
-	if err != nil || string(b) != "ID=inside\n" {
-		t.Fatalf("read %q, %v", b, err)
+	mk(t, dir,
+		"usr/lib/os-release=ID=inside\n",
+		"etc/os-release->/usr/lib/os-release",
+		"etc/rel-release->../usr/lib/os-release",
+		"etc/alt->/usr/lib",
+		"etc/chain->/etc/alt/../lib/os-release",
+		"etc/clamped->/../../../usr/lib/os-release",
+		"etc/dots->/usr/./lib//os-release",
+		"etc/self->/",
+		"etc/relabs->alt/os-release",
+		"loop1->loop2", "loop2->loop1",
+		"etc/deep->"+strings.Repeat("../", 10)+"usr/lib/os-release",
+	)
+	// Where the same links would lead on the host.
+	mk(t, outside, "os-release=ID=outside\n")
+	for _, name := range []string{
+		"etc/os-release", "etc/rel-release", "etc/alt/os-release", "etc/chain",
+		"etc/clamped", "etc/dots", "etc/self/usr/lib/os-release", "etc/self/etc/self/etc/os-release",
+		"etc/relabs",
+	} {
+		b, err := r.ReadFile(name)
+		if err != nil || string(b) != "ID=inside\n" {
+			t.Errorf("ReadFile(%s) = %q, %v", name, b, err)
+		}
+		if !r.Exists(name) {
+			t.Errorf("Exists(%s) = false", name)
+		}
 	}
-	if !r.Exists("etc/os-release") {
-		t.Error("Exists through an absolute link")
+	if fi, err := r.Lstat("etc/alt/os-release"); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("Lstat through an absolute parent: %v %v", fi, err)
 	}
-	os.Symlink("../../outside/os-release", filepath.Join(dir, "etc/escape"))
-	if b, err := r.ReadFile("etc/escape"); err == nil {
-		t.Errorf("read through an escaping link: %q", b)
+	if l, err := r.Readlink("etc/self/etc/os-release"); err != nil || l != "/usr/lib/os-release" {
+		t.Errorf("Readlink through an absolute parent: %q %v", l, err)
+	}
+	if _, err := r.ReadFile("loop1"); !errors.Is(err, syscall.ELOOP) {
+		t.Errorf("loop: %v", err)
+	}
+	if _, err := r.ReadFile("etc/deep"); err == nil || !strings.Contains(err.Error(), escapeMsg) {
+		t.Errorf("relative link climbing above the root: %v", err)
+	}
+}
+
+func TestReadThroughEscapingLinkIsRefused(t *testing.T) {
+	r, dir, outside := setup(t)
+	mk(t, outside, "os-release=ID=outside\n")
+	mk(t, dir,
+		"etc/escape->../../outside/os-release",
+		"etc/escdir->../../outside",
+		// Were ".." clamped for relative links, these would read here.
+		"outside/os-release=ID=clamped\n",
+	)
+	for _, name := range []string{"etc/escape", "etc/escdir/os-release"} {
+		b, err := r.ReadFile(name)
+		if err == nil {
+			t.Errorf("ReadFile(%s) = %q through an escaping link", name, b)
+			continue
+		}
+		if want := "read " + filepath.Join(dir, name) + ": " + escapeMsg + dir; err.Error() != want {
+			t.Errorf("message %q, want %q", err, want)
+		}
+		if r.Exists(name) && name != "etc/escape" {
+			t.Errorf("Exists(%s)", name)
+		}
+	}
+	if _, err := r.ReadDir("etc/escdir"); err == nil {
+		t.Error("ReadDir through an escaping link")
+	}
+	// The link itself is there and can be read as a link.
+	if l, err := r.Readlink("etc/escape"); err != nil || l != "../../outside/os-release" {
+		t.Errorf("Readlink: %q %v", l, err)
 	}
 }
 
 func TestWriteReplacesLinkNotTarget(t *testing.T) {
-	r, dir, outside := setup(t)
-	os.WriteFile(filepath.Join(outside, "victim"), []byte("keep"), 0o644)
-	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
-	os.Symlink(filepath.Join(outside, "victim"), filepath.Join(dir, "etc/f"))
-	if err := r.WriteFile("etc/f", []byte("new"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(outside, "victim")); string(b) != "keep" {
-		t.Errorf("target changed: %q", b)
-	}
-	if fi, _ := os.Lstat(filepath.Join(dir, "etc/f")); fi.Mode()&fs.ModeSymlink != 0 {
-		t.Error("still a link")
+	for _, target := range []string{"OUT/victim", "../outside/victim", "/victim", "victim"} {
+		t.Run(target, func(t *testing.T) {
+			r, dir, outside := setup(t)
+			mk(t, outside, "victim=keep")
+			mk(t, dir, "etc/victim=keep", "victim=keep", "etc/f->"+strings.Replace(target, "OUT", outside, 1))
+			if err := r.WriteFile("etc/f", []byte("new"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{filepath.Join(outside, "victim"), filepath.Join(dir, "victim"), filepath.Join(dir, "etc/victim")} {
+				if got := content(t, p); got != "keep" {
+					t.Errorf("%s changed: %q", p, got)
+				}
+			}
+			fi, err := os.Lstat(filepath.Join(dir, "etc/f"))
+			if err != nil || !fi.Mode().IsRegular() || content(t, filepath.Join(dir, "etc/f")) != "new" {
+				t.Errorf("etc/f: %v %v", fi, err)
+			}
+			noTemps(t, filepath.Dir(dir))
+		})
 	}
 }
 
-func TestSymlinkIdempotentAndRemove(t *testing.T) {
+func TestWriteOverDirectory(t *testing.T) {
 	r, dir, _ := setup(t)
-	for i := 0; i < 2; i++ {
-		if err := r.Symlink("etc/w/u.service", "/etc/u.service"); err != nil {
-			t.Fatal(err)
+	mk(t, dir, "etc/d/keep")
+	for op, err := range map[string]error{
+		"write":   r.WriteFile("etc/d", []byte("x"), 0o644),
+		"symlink": r.Symlink("etc/d", "/x"),
+		"remove":  r.Remove("etc/d"),
+	} {
+		if err == nil || err.Error() != op+" "+filepath.Join(dir, "etc/d")+": is a directory" {
+			t.Errorf("%s: %v", op, err)
 		}
 	}
-	if l, err := r.Readlink("etc/w/u.service"); err != nil || l != "/etc/u.service" {
-		t.Fatalf("%q %v", l, err)
-	}
-	if err := r.Remove("etc/w/u.service"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Remove("etc/w/u.service"); err != nil {
-		t.Errorf("removing a missing file: %v", err)
-	}
-	if err := r.Remove("etc/w"); err == nil {
-		t.Error("removed a directory")
+	if !r.Exists("etc/d/keep") {
+		t.Error("directory content lost")
 	}
 	noTemps(t, dir)
 }
 
-func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("NICPERSIST_E2E") == "1" {
-			t.Fatal("needs root to mount a tmpfs, and NICPERSIST_E2E=1 forbids skipping")
+// A write that cannot even create its directory: the old state stays, no
+// temporary file is left, and the error says which directory.
+func TestWriteUnderAFile(t *testing.T) {
+	r, dir, _ := setup(t)
+	mk(t, dir, "etc/sysconfig=old")
+	for _, name := range []string{"etc/sysconfig/route-eth1", "etc/sysconfig/network-scripts/route-eth1"} {
+		err := r.WriteFile(name, []byte("x"), 0o644)
+		if err == nil || !strings.HasPrefix(err.Error(), "write "+filepath.Join(dir, name)+": ") || !errors.Is(err, syscall.ENOTDIR) {
+			t.Errorf("WriteFile(%s): %v", name, err)
 		}
-		t.Skip("skipping: needs root to mount a tiny tmpfs")
+		if err := r.Symlink(name, "/x"); err == nil || !errors.Is(err, syscall.ENOTDIR) {
+			t.Errorf("Symlink(%s): %v", name, err)
+		}
+	}
+	if got := content(t, filepath.Join(dir, "etc/sysconfig")); got != "old" {
+		t.Errorf("old file changed: %q", got)
+	}
+	noTemps(t, dir)
+}
+
+// A write failing at each step keeps the old file and leaves no temporary file.
+func TestWriteFailureKeepsOldFile(t *testing.T) {
+	injected := errors.New("injected failure")
+	for _, step := range []string{"write", "chmod", "sync", "rename"} {
+		t.Run(step, func(t *testing.T) {
+			r, dir, _ := setup(t)
+			mk(t, dir, "etc/f=old", "etc/l->/old")
+			os.Chmod(filepath.Join(dir, "etc/f"), 0o640)
+			r.failpoint = func(s string) error {
+				if s == step {
+					return injected
+				}
+				return nil
+			}
+			err := r.WriteFile("etc/f", []byte("new"), 0o755)
+			want := "write " + filepath.Join(dir, "etc/f") + ": injected failure"
+			if err == nil || err.Error() != want || !errors.Is(err, injected) {
+				t.Errorf("WriteFile: %v, want %q", err, want)
+			}
+			fi, _ := os.Stat(filepath.Join(dir, "etc/f"))
+			if got := content(t, filepath.Join(dir, "etc/f")); got != "old" || fi.Mode().Perm() != 0o640 {
+				t.Errorf("old file changed: %q %v", got, fi.Mode())
+			}
+			if step == "rename" {
+				if err := r.Symlink("etc/l", "/new"); !errors.Is(err, injected) {
+					t.Errorf("Symlink: %v", err)
+				}
+				if l, _ := os.Readlink(filepath.Join(dir, "etc/l")); l != "/old" {
+					t.Errorf("old link changed: %q", l)
+				}
+			}
+			noTemps(t, dir)
+		})
+	}
+}
+
+func TestSymlink(t *testing.T) {
+	r, dir, outside := setup(t)
+	const link = "etc/systemd/system/multi-user.target.wants/nicpersist.service"
+	const target = "/etc/systemd/system/nicpersist.service"
+	if err := r.Symlink(link, target); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Lstat(filepath.Join(dir, link))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.failpoint = func(s string) error { return errors.New("touched the link at step " + s) }
+	if err := r.Symlink(link, target); err != nil {
+		t.Fatalf("second Symlink: %v", err)
+	}
+	r.failpoint = nil
+	after, _ := os.Lstat(filepath.Join(dir, link))
+	if !os.SameFile(before, after) {
+		t.Error("idempotent Symlink replaced the link")
+	}
+	if l, err := r.Readlink(link); err != nil || l != target {
+		t.Fatalf("Readlink: %q %v", l, err)
+	}
+	// A new target replaces the link; a link to outside is stored, not followed.
+	if err := r.Symlink(link, outside+"/x"); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := os.Readlink(filepath.Join(dir, link)); l != outside+"/x" {
+		t.Errorf("link now %q", l)
+	}
+	// A regular file there is replaced by the link.
+	mk(t, dir, "etc/file=x")
+	if err := r.Symlink("etc/file", "../x"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := r.Readlink("etc/file"); err != nil || l != "../x" {
+		t.Errorf("file -> link: %q %v", l, err)
+	}
+	if err := r.Symlink("etc/e", ""); err == nil {
+		t.Error("empty target accepted")
+	}
+	empty(t, outside)
+	noTemps(t, dir)
+}
+
+func TestRemove(t *testing.T) {
+	r, dir, outside := setup(t)
+	mk(t, outside, "victim=keep")
+	mk(t, dir, "etc/f", "etc/l->"+outside+"/victim", "etc/dangling->nope", "etc/d/")
+	for _, name := range []string{"etc/f", "etc/l", "etc/dangling", "etc/f", "etc/missing", "missing/x"} {
+		if err := r.Remove(name); err != nil {
+			t.Errorf("Remove(%s): %v", name, err)
+		}
+		if r.Exists(name) {
+			t.Errorf("%s still exists", name)
+		}
+	}
+	if got := content(t, filepath.Join(outside, "victim")); got != "keep" {
+		t.Errorf("link target removed or changed: %q", got)
+	}
+	if !r.Exists("etc/d") {
+		t.Error("directory removed")
+	}
+}
+
+func umask() fs.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return fs.FileMode(m)
+}
+
+// TestFullDisk writes into a full 64k tmpfs: the error names the file and
+// says ENOSPC, the old file stays, and no temporary file is left.
+func TestFullDisk(t *testing.T) {
+	skip := func(why string) {
+		if os.Getenv("NICPERSIST_E2E") == "1" {
+			t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", why)
+		}
+		t.Skipf("skipping: %s", why)
+	}
+	if os.Geteuid() != 0 || os.Getenv("NICPERSIST_E2E_FAKE_NONROOT") == "1" {
+		skip("needs root to mount a 64k tmpfs")
 	}
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "nptest", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "nicpersist-test", dir).CombinedOutput(); err != nil {
+		skip("cannot mount a tmpfs (" + strings.TrimSpace(string(out)) + ": " + err.Error() + ")")
 	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	// Cleanups run last-registered first: Close, then umount, then TempDir's removal.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
 	r, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
+
 	if err := r.WriteFile("etc/f", []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = r.WriteFile("etc/f", make([]byte, 256<<10), 0o644)
-	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), filepath.Join(dir, "etc/f")) {
-		t.Fatalf("want ENOSPC naming the file, got %v", err)
+	// Fill the file system.
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "etc/f")); string(b) != "old\n" {
-		t.Errorf("old file damaged: %d bytes", len(b))
+	_, err = fill.Write(make([]byte, 1<<20))
+	fill.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the tmpfs: %v", err)
+	}
+	err = r.WriteFile("etc/f", make([]byte, 16<<10), 0o644)
+	if err == nil {
+		t.Fatal("WriteFile on a full file system succeeded")
+	}
+	want := "write " + filepath.Join(dir, "etc/f") + ": no space left on device"
+	if err.Error() != want || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("got %q, want %q", err, want)
+	}
+	if got := content(t, filepath.Join(dir, "etc/f")); got != "old\n" {
+		t.Errorf("old file damaged: %d bytes", len(got))
+	}
+	noTemps(t, dir)
+	// Once there is room again, the write goes through.
+	os.Remove(filepath.Join(dir, "fill"))
+	if err := r.WriteFile("etc/f", make([]byte, 16<<10), 0o644); err != nil {
+		t.Errorf("WriteFile after freeing space: %v", err)
 	}
 	noTemps(t, dir)
 }
