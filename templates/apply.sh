@@ -86,10 +86,13 @@ nat() {
 		[ -f "$rules" ] && { log "$cmd is not installed"; return 1; }
 		return 0
 	}
-	w=""
+	w="" rw=""
 	"$cmd" -w -L -n -t nat >/dev/null 2>&1 && w=-w
+	# iptables-restore learnt -w later than iptables (1.6.2; CentOS 7 has
+	# 1.4.21), so ask it separately.
+	"$cmd-restore" -w --test </dev/null >/dev/null 2>&1 && rw=-w
 	if [ -f "$rules" ]; then
-		"$cmd-restore" $w --noflush <"$rules" || return 1
+		"$cmd-restore" $rw --noflush <"$rules" || return 1
 		"$cmd" $w -t nat -C POSTROUTING -j NICPERSIST-POSTROUTING 2>/dev/null ||
 			"$cmd" $w -t nat -I POSTROUTING 1 -j NICPERSIST-POSTROUTING || return 1
 	else
@@ -119,20 +122,98 @@ save_default() {
 	section "$here/ip4.batch" main | grep -q '^route replace default .*dev' || return 0
 	section "$here/ip4.batch" main | grep '^route replace default ' | grep -q ' metric ' && return 0
 	ip -4 route show table main default 2>/dev/null |
-		grep -v -e ' metric ' -e " proto $proto" -e '^\s' |
+		grep -v -e ' metric ' -e " proto $proto" -e '^[[:space:]]' |
 		sed -e 's/ linkdown//g' -e 's/ dead//g' -e 's/ offload//g' -e 's/ trap//g' -e 's/ rt_offload//g' |
 		head -n 1 >"$state/default4.saved.tmp" && mv "$state/default4.saved.tmp" "$state/default4.saved"
 }
 
-# errors_other_than_exists FILE: an `ip -force -batch` error log holds only
-# "File exists" answers (a rule already there) or not.
+# only_exists FILE: an `ip -force -batch` error log holds only "File exists"
+# answers (a rule already there) or not.
 only_exists() {
 	! grep -v -e 'File exists' -e '^Command failed' "$1" | grep -q .
 }
 
+# exists_lines ERRLOG BATCH prints the lines of BATCH that `ip -force -batch`
+# answered with "File exists" (it logs "Command failed FILE:N" after each
+# failed line's error).
+exists_lines() {
+	awk '/^Command failed / { n = $NF; sub(/.*:/, "", n); if (msg ~ /File exists/) print n; msg = ""; next }
+		{ msg = msg $0 }' "$1" >"$2.n"
+	awk 'FILENAME == ARGV[1] { want[$1]; next } FNR in want' "$2.n" "$2"
+	rm -f "$2.n"
+}
+
+# union A B prints the lines of A and then those of B not in A.
+union() {
+	[ -f "$1" ] && cat "$1"
+	[ -f "$2" ] && missing "$1" "$2"
+	return 0
+}
+
+# pre_routes FAMILY NEW OLD prints "LINE|ROUTE" for each line of NEW that no
+# earlier start applied (it is not in OLD) and whose route, the same table,
+# prefix and metric, is in the kernel already: a route-<if> line that ifup or
+# NetworkManager applied before the unit, or the user's own route. ROUTE is
+# that route as `ip route replace` takes it; stop puts it back rather than
+# deleting it. The IPv4 main-table metric-0 default is save_default's.
+pre_routes() {
+	f=$1
+	missing "$3" "$2" |
+		awk -v fam="$f" '!(fam == 4 && $3 == "default" && !/ table / && !/ metric /)' >"$st.cand"
+	if [ -s "$st.cand" ]; then
+		# shellcheck disable=SC2013 # table ids are words
+		for t in $(awk '{ t = "main"; for (i = 4; i < NF; i++) if ($i == "table") t = $(i + 1); print t }' "$st.cand" | sort -u); do
+			ip -"$f" route show table "$t" 2>/dev/null |
+				awk -v t="$t" '/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
+					{ if (cur != "") print cur " table " t; cur = $0 }
+					END { if (cur != "") print cur " table " t }'
+		done | sed -e 's/  */ /g' -e 's/ rt_offload_failed//g' -e 's/ rt_offload//g' -e 's/ rt_trap//g' \
+			-e 's/ linkdown//g' -e 's/ dead//g' -e 's/ offload//g' -e 's/ trap//g' -e 's/ expires [0-9]*sec//g' >"$st.dump"
+		awk -v fam="$f" '
+			# key: table, prefix and metric, which identify a route.
+			function key(line,   n, w, i, dst, table, metric) {
+				n = split(line, w, " ")
+				i = (w[1] == "route") ? 3 : 1
+				if (w[i] ~ /^(unicast|local|broadcast|multicast|anycast|blackhole|unreachable|prohibit|throw|nat)$/) i++
+				dst = w[i]
+				if (fam == 4) sub(/\/32$/, "", dst); else sub(/\/128$/, "", dst)
+				table = "main"
+				metric = (fam == 4) ? 0 : 1024
+				for (; i < n; i++) {
+					if (w[i] == "table") table = w[i + 1]
+					if (w[i] == "metric") metric = w[i + 1]
+				}
+				if (table == "254") table = "main"
+				return table " " dst " " metric
+			}
+			FILENAME == ARGV[1] { k = key($0); if (!(k in route)) route[k] = $0; next }
+			(key($0) in route) { print $0 "|" route[key($0)] }' "$st.dump" "$st.cand"
+	fi
+	rm -f "$st.cand" "$st.dump"
+}
+
+# undo_routes PRE turns "route replace" lines read from stdin into the batch
+# that undoes them: `route replace` of the route that was there before (PRE,
+# from pre_routes), else `route del`.
+undo_routes() {
+	awk -F'|' 'FILENAME == ARGV[1] { was[$1] = $2; next }
+		($0 in was) { print "route replace " was[$0]; next }
+		{ sub(/^route replace /, "route del "); print }' "$1" -
+}
+
+# grow STATE adds STATE.new's lines to STATE before they are applied: if
+# applying them fails, stop then removes what was applied.
+grow() {
+	union "$1" "$1.new" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+
 # apply_family FAMILY: routes in nicpersist's tables, then rules, then the
 # main table, each step make-before-break; then remove what an earlier start
-# applied and this one does not.
+# applied and this one does not. The state files list what this start may
+# have applied before each step applies it, so that a failed start's stop
+# removes it; routes and rules that were there before the first start (see
+# pre_routes; rules that answer "File exists" and no start added) are put
+# back or left on stop.
 apply_family() {
 	f=$1 batch="$here/ip$1.batch" st="$state/ip$1"
 	if [ -f "$batch" ]; then
@@ -141,30 +222,60 @@ apply_family() {
 	else
 		for s in routes rules main; do : >"$st.$s.new"; done
 	fi
+	for s in routes rules main pre rules.pre; do [ -f "$st.$s" ] || : >"$st.$s"; done
+	cat "$st.routes" "$st.main" >"$st.old"
+	cat "$st.routes.new" "$st.main.new" >"$st.all.new"
+	{ cat "$st.pre"; pre_routes "$f" "$st.all.new" "$st.old"; } >"$st.pre.new"
+	# What an earlier start added (as opposed to found), for stale removal.
+	missing "$st.rules.pre" "$st.rules" >"$st.rules.ours"
+	missing "$st.all.new" "$st.routes" >"$st.routes.stale"
+	missing "$st.all.new" "$st.main" >"$st.main.stale"
+	missing "$st.rules.new" "$st.rules.ours" >"$st.rules.stale"
+	mv "$st.pre.new" "$st.pre"
+
+	grow "$st.routes"
 	if [ -s "$st.routes.new" ]; then
 		ip -"$f" -batch "$st.routes.new" || return 1
 	fi
+	grow "$st.rules"
 	if [ -s "$st.rules.new" ]; then
 		# An identical rule answers "File exists"; anything else fails.
-		ip -"$f" -force -batch "$st.rules.new" 2>"$st.err" || only_exists "$st.err" || {
+		ok=1
+		ip -"$f" -force -batch "$st.rules.new" 2>"$st.err" || ok=0
+		# Rules that were there before a start added them are not ours,
+		# and stay not ours while the files hold them.
+		exists_lines "$st.err" "$st.rules.new" >"$st.exists"
+		{
+			[ -s "$st.rules.pre" ] && grep -xF -f "$st.rules.new" "$st.rules.pre"
+			missing "$st.rules.ours" "$st.exists"
+		} | awk '!seen[$0]++' >"$st.rules.pre.tmp" && mv "$st.rules.pre.tmp" "$st.rules.pre"
+		if [ "$ok" = 0 ] && ! only_exists "$st.err"; then
 			cat "$st.err" >&2
 			return 1
-		}
+		fi
+	else
+		: >"$st.rules.pre"
 	fi
+	grow "$st.main"
 	if [ -s "$st.main.new" ]; then
 		ip -"$f" -batch "$st.main.new" || return 1
 	fi
-	missing "$st.rules.new" "$st.rules" | sed 's/^rule add /rule del /' >"$st.stale"
-	missing "$st.main.new" "$st.main" | sed 's/^route replace /route del /' >>"$st.stale"
-	missing "$st.routes.new" "$st.routes" | sed 's/^route replace /route del /' >>"$st.stale"
+	{
+		sed 's/^rule add /rule del /' "$st.rules.stale"
+		undo_routes "$st.pre" <"$st.main.stale"
+		undo_routes "$st.pre" <"$st.routes.stale"
+	} >"$st.stale"
 	[ -s "$st.stale" ] && ip -"$f" -force -batch "$st.stale" 2>/dev/null
 	for s in routes rules main; do mv "$st.$s.new" "$st.$s"; done
-	rm -f "$st.stale" "$st.err"
+	awk -F'|' 'FILENAME == ARGV[1] { keep[$0]; next } ($1 in keep)' "$st.all.new" "$st.pre" >"$st.pre.tmp" && mv "$st.pre.tmp" "$st.pre"
+	rm -f "$st.stale" "$st.err" "$st.exists" "$st.old" "$st.all.new" "$st.rules.ours" \
+		"$st.routes.stale" "$st.main.stale" "$st.rules.stale"
 	return 0
 }
 
 # remove_family FAMILY: put back a displaced default first (it replaces ours,
-# so there is always a default route), then delete rules and routes.
+# so there is always a default route), then delete rules and routes, putting
+# back those that were there before the first start.
 remove_family() {
 	f=$1 st="$state/ip$1"
 	if [ "$f" = 4 ]; then
@@ -175,13 +286,16 @@ remove_family() {
 		fi
 		rm -f "$state/default4.saved"
 	fi
+	[ -f "$st.pre" ] || : >"$st.pre"
 	{
-		[ -f "$st.rules" ] && sed 's/^rule add /rule del /' "$st.rules"
-		[ -f "$st.main" ] && sed 's/^route replace /route del /' "$st.main"
-		[ -f "$st.routes" ] && sed 's/^route replace /route del /' "$st.routes"
+		[ -f "$st.rules" ] && missing "$st.rules.pre" "$st.rules" | sed 's/^rule add /rule del /'
+		[ -f "$st.main" ] && undo_routes "$st.pre" <"$st.main"
+		[ -f "$st.routes" ] && undo_routes "$st.pre" <"$st.routes"
 	} >"$st.del"
 	[ -s "$st.del" ] && ip -"$f" -force -batch "$st.del" 2>/dev/null
-	rm -f "$st.del" "$st.rules" "$st.main" "$st.routes"
+	rm -f "$st.del" "$st.rules" "$st.main" "$st.routes" "$st.pre" "$st.rules.pre" \
+		"$st.routes.new" "$st.rules.new" "$st.main.new" "$st.err" "$st.exists" "$st.old" \
+		"$st.all.new" "$st.rules.ours" "$st.routes.stale" "$st.main.stale" "$st.rules.stale" "$st.stale"
 	return 0
 }
 

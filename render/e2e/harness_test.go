@@ -1,0 +1,484 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/nicpersist/nicpersist/render/cli"
+)
+
+// Environment variables of the suite.
+const (
+	// envRequire turns every skip into a failure (CI sets it).
+	envRequire = "NICPERSIST_E2E"
+	// envFakeNonRoot makes the suite behave as if it did not run as root, to
+	// check that `go test ./...` skips cleanly for an ordinary user.
+	envFakeNonRoot = "NICPERSIST_E2E_FAKE_NONROOT"
+)
+
+// Namespaces are named np-e2e-<pid>-<random>-<role>: the pid lets a later run
+// tell its own namespaces from those of a crashed run.
+const nsPrefix = "np-e2e-"
+
+const (
+	cmdTimeout  = 30 * time.Second        // any one command
+	dialOK      = 2 * time.Second         // a connection that must work
+	dialFail    = 1500 * time.Millisecond // a connection that must not
+	applyWait   = "10"                    // NICPERSIST_WAIT for the unit's script
+	unitPATH    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	e2eProfile  = "testdata/dualstack.toml"
+	seedProfile = "../../packaging/profile.example.toml"
+)
+
+// need skips the test when the machine cannot run it: not root, a tool
+// missing, or `ip netns` not working. With NICPERSIST_E2E=1 (as in CI) the
+// skip is a failure instead, so that a green run means the suite ran.
+func need(t testing.TB, tools ...string) {
+	t.Helper()
+	var why []string
+	if os.Geteuid() != 0 || os.Getenv(envFakeNonRoot) == "1" {
+		why = append(why, "needs root to make network namespaces")
+	}
+	for _, tool := range append([]string{"ip", "sh", "iptables", "iptables-save", "ip6tables", "ip6tables-save"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			why = append(why, "needs "+tool+" on PATH")
+		}
+	}
+	if len(why) == 0 {
+		if err := netnsWorks(); err != nil {
+			why = append(why, err.Error())
+		}
+	}
+	if len(why) == 0 {
+		return
+	}
+	msg := strings.Join(why, "; ")
+	if os.Getenv(envRequire) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping", msg, envRequire)
+	}
+	t.Skipf("skipping end-to-end test: %s (run as root with iproute2, iptables and systemd-container installed, as .ci/run does)", msg)
+}
+
+var (
+	probeOnce sync.Once
+	probeErr  error
+)
+
+// netnsWorks sweeps namespaces left by crashed runs, then makes and deletes
+// one namespace, once per test binary.
+func netnsWorks() error {
+	probeOnce.Do(func() {
+		sweepStale()
+		name := fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			probeErr = fmt.Errorf("`ip netns add` does not work here: %v: %s", err, bytes.TrimSpace(out))
+			return
+		}
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			probeErr = fmt.Errorf("`ip netns del` does not work here: %v: %s", err, bytes.TrimSpace(out))
+		}
+	})
+	return probeErr
+}
+
+var stalePID = regexp.MustCompile(`^` + nsPrefix + `(\d+)-`)
+
+// sweepStale deletes np-e2e-* namespaces whose test process is gone (a run
+// killed before its cleanups). A live process with that pid that is a Go
+// test binary is another run in progress; its namespaces are left alone.
+func sweepStale() {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		m := stalePID.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if pid == os.Getpid() {
+			continue
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.HasSuffix(strings.TrimSpace(string(comm)), ".test") {
+			continue
+		}
+		exec.Command("ip", "netns", "del", e.Name()).Run()
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run runs a command and returns its combined output, failing the test on a
+// non-zero exit.
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := try(nil, nil, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// try runs a command with a timeout and returns its combined output.
+func try(stdin []byte, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	if env != nil {
+		cmd.Env = env
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// ipBatch runs `ip -n ns -batch -` (ns "" for the host) with the given lines.
+func ipBatch(t testing.TB, ns string, lines ...string) {
+	t.Helper()
+	args := []string{"-batch", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	if out, err := try([]byte(strings.Join(lines, "\n")+"\n"), nil, "ip", args...); err != nil {
+		t.Fatalf("ip %s: %v\n%s\ninput:\n%s", strings.Join(args, " "), err, out, strings.Join(lines, "\n"))
+	}
+}
+
+// sysSetns is setns(2)'s number; package syscall does not define it and the
+// module does not require golang.org/x/sys.
+var sysSetns = map[string]uintptr{"amd64": 308, "arm64": 268, "riscv64": 268, "386": 346, "arm": 375, "ppc64le": 350, "s390x": 339}
+
+// inNetns runs fn on an OS thread that has joined the named namespace. The
+// thread stays locked and dies with the goroutine, so no other goroutine ever
+// runs in that namespace; sockets made by fn stay in it.
+func inNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		f, err := os.Open(filepath.Join("/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		nr, ok := sysSetns[runtime.GOARCH]
+		if !ok {
+			errc <- fmt.Errorf("setns: syscall number unknown on %s", runtime.GOARCH)
+			return
+		}
+		if _, _, e := syscall.RawSyscall(nr, f.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
+			errc <- fmt.Errorf("setns %s: %w", ns, e)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// sysctls writes /proc/sys values ("net.ipv4.ip_forward" style keys) in ns.
+func sysctls(t testing.TB, ns string, kv ...string) {
+	t.Helper()
+	err := inNetns(ns, func() error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			p := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
+			if err := os.WriteFile(p, []byte(kv[i+1]+"\n"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("sysctl in %s: %v", ns, err)
+	}
+}
+
+// serve listens on addr in ns and answers every connection with the peer's
+// address and a newline: the test's Internet server and SSH stand-in.
+func serve(t testing.TB, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	err := inNetns(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			c.SetWriteDeadline(time.Now().Add(dialOK))
+			fmt.Fprintf(c, "%s\n", ap.Addr().Unmap())
+			c.Close()
+		}
+	}()
+}
+
+// dial connects from ns to addr and returns what the server says it sees as
+// the peer address.
+func dial(ns, addr string, timeout time.Duration) (string, error) {
+	var seen string
+	err := inNetns(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read from %s: %w", addr, err)
+		}
+		seen = strings.TrimSpace(line)
+		return nil
+	})
+	return seen, err
+}
+
+// render renders profile into a new root for target (and rhel stack).
+func render(t testing.TB, profile, target, stack string) string {
+	t.Helper()
+	root := t.TempDir()
+	args := []string{"render", "--root", root, "--profile", profile, "--target", target}
+	if stack != "" {
+		args = append(args, "--rhel-stack", stack)
+	}
+	var out, errb bytes.Buffer
+	if code := cli.Main(args, &out, &errb); code != 0 {
+		t.Fatalf("nicpersist %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	}
+	return root
+}
+
+// unitCommands is what the rendered nicpersist.service runs, read from the
+// unit file with go-systemd's parser (not copied into the test).
+type unitCommands struct {
+	start, reload, stop [][]string
+}
+
+const unitRel = "etc/systemd/system/nicpersist.service"
+
+// readUnit parses the rendered unit and maps /etc/nicpersist/ in its command
+// lines to the render root's copy.
+func readUnit(t testing.TB, root string) unitCommands {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, unitRel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opts, err := unit.DeserializeOptions(f)
+	if err != nil {
+		t.Fatalf("%s: %v", unitRel, err)
+	}
+	var u unitCommands
+	for _, o := range opts {
+		if o.Section != "Service" {
+			continue
+		}
+		var dst *[][]string
+		switch o.Name {
+		case "ExecStart":
+			dst = &u.start
+		case "ExecReload":
+			dst = &u.reload
+		case "ExecStop":
+			dst = &u.stop
+		default:
+			continue
+		}
+		argv := strings.Fields(o.Value)
+		if len(argv) == 0 {
+			continue
+		}
+		// The command line prefixes of systemd.service(5) ("-", "@", ...)
+		// change how systemd treats the result; nicpersist uses none.
+		if p := strings.TrimLeft(argv[0], "-@:+!"); p != argv[0] {
+			t.Fatalf("%s: %s=%s: unexpected prefix", unitRel, o.Name, o.Value)
+		}
+		for i, a := range argv {
+			if strings.HasPrefix(a, "/etc/nicpersist/") {
+				argv[i] = filepath.Join(root, a)
+			}
+		}
+		*dst = append(*dst, argv)
+	}
+	if len(u.start) == 0 || len(u.reload) == 0 || len(u.stop) == 0 {
+		t.Fatalf("%s: want ExecStart, ExecReload and ExecStop, got %+v", unitRel, u)
+	}
+	return u
+}
+
+// execUnit runs command lines of the unit inside ns, with the clean
+// environment systemd gives a service and the script's state in stateDir.
+func execUnit(ns, stateDir string, cmds [][]string, env ...string) (string, error) {
+	env = append([]string{"PATH=" + unitPATH, "NICPERSIST_STATE=" + stateDir, "NICPERSIST_WAIT=" + applyWait}, env...)
+	var all strings.Builder
+	for _, argv := range cmds {
+		out, err := try(nil, env, "ip", append([]string{"netns", "exec", ns}, argv...)...)
+		all.WriteString(out)
+		if err != nil {
+			return all.String(), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		}
+	}
+	return all.String(), nil
+}
+
+// snapshotScript prints the VM's routing, NAT and sysctl state in a form that
+// does not change with traffic (no counters, no timestamps).
+const snapshotScript = `
+for f in 4 6; do
+	echo "## ip -$f rule"; ip -$f rule show
+	echo "## ip -$f route show table all"; ip -$f route show table all
+done
+for c in iptables ip6tables; do
+	echo "## $c-save"; $c-save | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'
+done
+echo "## sysctl"
+for k in net/ipv4/ip_forward net/ipv6/conf/all/forwarding \
+	net/ipv4/conf/all/rp_filter net/ipv4/conf/default/rp_filter; do
+	echo "$k $(cat /proc/sys/$k)"
+done
+for d in eth1 eth2 eth3; do
+	echo "$d $(cat /proc/sys/net/ipv4/conf/$d/rp_filter) $(cat /proc/sys/net/ipv6/conf/$d/forwarding)"
+done
+`
+
+// snapshot returns the state snapshotScript prints, with each route listing
+// sorted: the kernel lists routes of equal prefix and metric in the order they
+// were added, which a link bounce changes without changing what is routed.
+func snapshot(t testing.TB, ns string) string {
+	t.Helper()
+	out := run(t, "ip", "netns", "exec", ns, "sh", "-c", snapshotScript)
+	var b strings.Builder
+	for _, sec := range strings.SplitAfter(out, "\n## ") {
+		lines := strings.Split(strings.TrimSuffix(sec, "\n## "), "\n")
+		if strings.Contains(lines[0], "route show") {
+			slices.Sort(lines[1:])
+		}
+		b.WriteString(strings.Join(lines, "\n"))
+		if strings.HasSuffix(sec, "\n## ") {
+			b.WriteString("\n## ")
+		}
+	}
+	return b.String()
+}
+
+// sameState fails the test with a line diff when two snapshots differ.
+func sameState(t testing.TB, what, want, got string) {
+	t.Helper()
+	if want == got {
+		return
+	}
+	t.Errorf("%s: kernel state differs (- want, + got):\n%s", what, lineDiff(want, got))
+}
+
+// lineDiff is a small LCS diff, enough for a few hundred lines.
+func lineDiff(a, b string) string {
+	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
+	n, m := len(x), len(y)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if x[i] == y[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var sb strings.Builder
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && x[i] == y[j]:
+			sb.WriteString("  " + x[i] + "\n")
+			i++
+			j++
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			sb.WriteString("+ " + y[j] + "\n")
+			j++
+		default:
+			sb.WriteString("- " + x[i] + "\n")
+			i++
+		}
+	}
+	return sb.String()
+}
+
+// fileLines returns the non-comment, non-blank lines of a rendered file, or
+// nil when it does not exist.
+func fileLines(t testing.TB, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+var pidSelf = os.Getpid()
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// failingIP writes an `ip` wrapper that fails when one of its arguments ends
+// with suffix (a batch file of the unit's state, such as "ip6.main.new") and
+// runs the real ip otherwise. It returns the PATH that puts it first.
+func failingIP(t testing.TB, suffix string) string {
+	t.Helper()
+	real, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := "#!/bin/sh\nfor a in \"$@\"; do\n\tcase $a in *" + suffix + ") echo \"injected failure: ip $*\" >&2; exit 1 ;; esac\ndone\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "ip"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return "PATH=" + dir + ":" + unitPATH
+}
