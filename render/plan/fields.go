@@ -17,23 +17,8 @@ type checker struct {
 	p *diag.List
 }
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("a %T", v)
-}
+// typeName names a TOML value's type the way the TOML spec does.
+func typeName(v any) string { return profile.TypeName(v) }
 
 func (c checker) str(path string, o profile.Opt[string]) (string, bool) {
 	if o.Bad != nil {

@@ -57,9 +57,9 @@ func (s Scalar) String() string {
 	return strconv.Quote(s.Str)
 }
 
-// tomlType names a decoded TOML value's type the way the TOML spec does, for
+// TypeName names a decoded TOML value's type the way the TOML spec does, for
 // messages that say what was found.
-func tomlType(v any) string {
+func TypeName(v any) string {
 	switch t := v.(type) {
 	case string:
 		return "a string"
