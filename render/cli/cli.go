@@ -67,6 +67,10 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
 	case "version", "--version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "nicpersist version: unexpected argument %q\n", args[1])
+			return ExitInvalid
+		}
 		fmt.Fprintf(stdout, "nicpersist %s\n", Version)
 		return ExitOK
 	case "help", "-h", "--help":
@@ -132,6 +136,11 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 		src, err = root.ReadFile(DefaultProfile)
 	} else {
 		l.name = c.profile
+		if fi, serr := os.Stat(c.profile); serr == nil && fi.IsDir() {
+			root.Close()
+			fmt.Fprintf(stderr, "nicpersist: --profile %s is a directory; give the profile file\n", c.profile)
+			return nil, ExitInvalid
+		}
 		src, err = os.ReadFile(c.profile)
 	}
 	if err != nil {

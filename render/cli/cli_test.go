@@ -179,3 +179,24 @@ masquerade = true
 		}
 	}
 }
+
+func TestSharedFileKeepsItsMode(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "etc/sysconfig/network-scripts")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "route-eth1"), []byte("192.168.50.0/24 via 172.22.5.65 dev eth1\n"), 0o600)
+	args := []string{"render", "--root", root, "--profile", "../../packaging/profile.example.toml", "--target", "rhel", "--rhel-stack", "network-scripts"}
+	if _, e, code := run(args...); code != 0 {
+		t.Fatal(e)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "route-eth1"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("route-eth1 mode %v, want the user's 0600", fi.Mode().Perm())
+	}
+	if out, _, _ := run(args...); out != "0 changed\n" {
+		t.Errorf("second render: %q", out)
+	}
+	if _, e, code := run("check", "--root", root, "--profile", root); code != 2 || !strings.Contains(e, "is a directory") {
+		t.Errorf("--profile DIR: exit %d, %s", code, e)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/nicpersist/nicpersist/render/diag"
 	"github.com/nicpersist/nicpersist/render/profile"
@@ -184,6 +185,8 @@ func (b *builder) interfaces(pr *profile.Profile) {
 					b.c.p.Errorf(gk, "%s is not inside %s", s, it.addr[f].Masked())
 				case g == it.addr[f].Addr():
 					b.c.p.Errorf(gk, "%s is the interface's own address; give the router's address", s)
+				case notHostOf(g, it.addr[f]) != "":
+					b.c.p.Errorf(gk, "%s; give the router's address", notHostOf(g, it.addr[f]))
 				default:
 					it.gw[f] = g
 				}
@@ -295,7 +298,7 @@ func (b *builder) autoTables() {
 			continue
 		}
 		if !it.tableSet {
-			for b.tableIDs[b.nextTab] != "" || isKernelTable(b.nextTab) {
+			for b.tableIDs[b.nextTab] != "" || isKernelTable(b.nextTab) || inReservedTables(b.nextTab) && !inReservedTables(b.tBase) {
 				b.nextTab++
 			}
 			it.table = b.nextTab
@@ -330,7 +333,7 @@ func (b *builder) priority(path string, f Family, explicit uint32) uint32 {
 		p := b.nextPrio
 		_, used4 := b.prios[[2]uint32{uint32(V4), p}]
 		_, used6 := b.prios[[2]uint32{uint32(V6), p}]
-		if !used4 && !used6 && !b.explicit[p] {
+		if !used4 && !used6 && !b.explicit[p] && !(inReservedPrios(p) && !inReservedPrios(b.pBase)) {
 			break
 		}
 		b.nextPrio++
@@ -483,10 +486,20 @@ type routeKey struct {
 	metric uint32
 }
 
+// keyOf is what the kernel identifies a route by; an IPv6 route without a
+// metric gets 1024.
+func keyOf(r Route) routeKey {
+	m := r.Metric
+	if r.Family == V6 && !r.MetricSet {
+		m = 1024
+	}
+	return routeKey{r.Family, r.Table, r.To, m}
+}
+
 func (b *builder) routes(pr *profile.Profile) {
 	seen := map[routeKey]string{}
 	for _, r := range b.p.Routes {
-		seen[routeKey{r.Family, r.Table, r.To, r.Metric}] = r.Origin
+		seen[keyOf(r)] = r.Origin
 	}
 	for i, in := range pr.Routes {
 		p := fmt.Sprintf("route[%d]", i)
@@ -556,6 +569,9 @@ func (b *builder) routes(pr *profile.Profile) {
 			case !dev.addr[r.Family].Masked().Contains(r.Via):
 				b.c.p.Errorf(p+".via", "%s is not inside %s (the subnet of %s)", r.Via, dev.addr[r.Family].Masked(), dev.name)
 				ok = false
+			case notHostOf(r.Via, dev.addr[r.Family]) != "":
+				b.c.p.Errorf(p+".via", "%s; give the router's address", notHostOf(r.Via, dev.addr[r.Family]))
+				ok = false
 			}
 		}
 		if t, tok := b.resolveTable(p+".table", in.Table); tok {
@@ -571,7 +587,7 @@ func (b *builder) routes(pr *profile.Profile) {
 		if !ok {
 			continue
 		}
-		k := routeKey{r.Family, r.Table, r.To, r.Metric}
+		k := keyOf(r)
 		if prev, dup := seen[k]; dup {
 			b.c.p.Errorf(p, "a route to %s in table %s with metric %d is already made by %s; the kernel keeps one of them", dest(r.To), b.p.TableName(r.Table), r.Metric, prev)
 			continue
@@ -594,7 +610,10 @@ func (b *builder) rules(pr *profile.Profile) {
 			dst *netip.Prefix
 		}{{"from", in.From, &r.From}, {"to", in.To, &r.To}} {
 			if s, set := b.c.str(p+"."+sel.key, sel.o); set {
-				if n, nok := b.c.network(p+"."+sel.key, s); nok {
+				if n, nok := b.c.network(p+"."+sel.key, s); nok && n.Bits() == 0 {
+					b.c.p.Errorf(p+"."+sel.key, "%s matches every address, so it selects nothing; leave %s out, or give a narrower network", s, sel.key)
+					ok = false
+				} else if nok {
 					*sel.dst = n
 					fam[familyOf(n.Addr())] = sel.key
 				} else {
@@ -623,7 +642,10 @@ func (b *builder) rules(pr *profile.Profile) {
 				ok = false
 			}
 		}
-		if m, set := b.c.fwmark(p+".fwmark", in.FWMark); set {
+		if m, set := b.c.fwmark(p+".fwmark", in.FWMark); set && (m == "0x0" || strings.HasPrefix(m, "0x0/") || strings.HasSuffix(m, "/0x0")) {
+			b.c.p.Errorf(p+".fwmark", "%s matches every packet (a zero mark or mask), so it selects nothing; give a non-zero mark and mask", m)
+			ok = false
+		} else if set {
 			r.FWMark = m
 		} else if in.FWMark.Set {
 			ok = false

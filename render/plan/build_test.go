@@ -84,6 +84,18 @@ table = "mine"
 	}
 }
 
+func TestAutoNumbersSkipOthersRanges(t *testing.T) {
+	var src strings.Builder
+	src.WriteString("version = 1\n[numbering]\ntable_base = 9999\npriority_base = 9999\n")
+	for _, n := range []string{"a", "b"} {
+		src.WriteString("[[interface]]\nname = \"" + n + "\"\naddress = \"10.0." + map[string]string{"a": "1", "b": "2"}[n] + ".2/24\"\ngateway = \"10.0." + map[string]string{"a": "1", "b": "2"}[n] + ".1\"\nreply_via_self = true\n")
+	}
+	p := mustBuild(t, src.String())
+	if p.Tables[1].ID != 13200 || p.Rules[1].Priority != 13200 {
+		t.Errorf("second interface got table %d, priority %d; want 13200 for both", p.Tables[1].ID, p.Rules[1].Priority)
+	}
+}
+
 func TestExpansion(t *testing.T) {
 	p := mustBuild(t, `version = 1
 [[interface]]
@@ -135,6 +147,11 @@ func TestErrors(t *testing.T) {
 		{"injection", "version = 1\n[[interface]]\nname = \"a\\nExecStart=/bin/evil\"\n", []string{`p.toml:3: interface[0].name: "a\nExecStart=/bin/evil" is 21 bytes`}},
 		{"host bits", "version = 1\n[[rule]]\nfrom = \"10.0.0.1/8\"\ntable = 254\n", []string{"p.toml:3: rule[0].from: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?"}},
 		{"type", "version = \"1\"\n", []string{"p.toml:1: version: must be the integer 1, not a string"}},
+		{"broadcast gateway", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.5/24\"\ngateway = \"10.0.0.255\"\n", []string{"p.toml:5: interface[0].gateway: 10.0.0.255 is the broadcast address of 10.0.0.0/24; give the router's address"}},
+		{"limited broadcast", "version = 1\n[[interface]]\nname = \"a\"\n[[nat]]\nout_interface = \"a\"\nto_source = \"255.255.255.255\"\n", []string{"p.toml:6: nat[0].to_source: 255.255.255.255 is the limited broadcast address"}},
+		{"catch-all from", "version = 1\n[[rule]]\nfrom = \"0.0.0.0/0\"\ntable = \"main\"\n", []string{"p.toml:3: rule[0].from: 0.0.0.0/0 matches every address"}},
+		{"zero mask", "version = 1\n[[rule]]\nfwmark = \"0x1/0x0\"\ntable = \"main\"\n", []string{"p.toml:3: rule[0].fwmark: 0x1/0x0 matches every packet"}},
+		{"v6 default metric", "version = 1\n[[interface]]\nname = \"a\"\naddress6 = \"2001:db8::2/64\"\n[[route]]\nto = \"2001:db8:9::/48\"\ndev = \"a\"\n[[route]]\nto = \"2001:db8:9::/48\"\ndev = \"a\"\nmetric = 1024\n", []string{"p.toml:8: route[1]: a route to 2001:db8:9::/48 in table main with metric 1024 is already made by route[0]"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, probs := build(t, c.src)

@@ -114,6 +114,8 @@ func unicast(a netip.Addr) string {
 		return "is the unspecified address"
 	case a.IsLoopback():
 		return "is a loopback address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "is the limited broadcast address"
 	case a.IsMulticast():
 		return "is a multicast address"
 	case a.Zone() != "":
@@ -238,4 +240,19 @@ func (c checker) fwmark(path string, s profile.Scalar) (string, bool) {
 		out = append(out, fmt.Sprintf("0x%x", v))
 	}
 	return strings.Join(out, "/"), true
+}
+
+// notHostOf says why a is not a usable neighbour in subnet p: the network or
+// broadcast address of an IPv4 subnet with room for hosts.
+func notHostOf(a netip.Addr, p netip.Prefix) string {
+	if !a.Is4() || p.Bits() > 30 {
+		return ""
+	}
+	switch a {
+	case p.Masked().Addr():
+		return fmt.Sprintf("%s is the network address of %s", a, p.Masked())
+	case broadcast(p):
+		return fmt.Sprintf("%s is the broadcast address of %s", a, p.Masked())
+	}
+	return ""
 }

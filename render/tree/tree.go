@@ -145,6 +145,11 @@ func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
 		}
 		c.New = f.Data
 	case target.Block:
+		// The file is the user's too: keep its mode.
+		if fi, err := r.Lstat(f.Path); err == nil && exists {
+			c.Mode = fi.Mode().Perm()
+			f.Mode = c.Mode
+		}
 		merged, err := mergeBlock(cur, f.Data)
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", pathOf(r, f.Path), err)
