@@ -35,11 +35,7 @@ var badNoLine = map[string]string{
 // contract says they are errors: known bugs, reported, not yet fixed. Their
 // subtests skip while the bug stands and fail once it is fixed, to have the
 // entry removed and the .err written with -update.
-var badAccepted = map[string]string{
-	"ifname-all":            `Linux refuses the interface names "all" and "default" (EINVAL: they are /proc/sys/net/ipv4/conf entries), and rp_filter then renders net.ipv4.conf.all.rp_filter as if it were the interface's`,
-	"key-case":              `keys are matched regardless of case ("Name", "Address" are taken), and with both "Name" and "name" the one that counts changes from run to run (Go map order): the route goes via eth1 or eth2`,
-	"route-via-own-address": "a route via the interface's own address (interface.gateway refuses it): the IPv6 one fails at boot (Gateway can not be a local address)",
-}
+var badAccepted = map[string]string{}
 
 var badProblemLine = regexp.MustCompile(`^testdata/bad/[^:]+\.toml:([0-9]+): `)
 

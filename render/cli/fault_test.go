@@ -187,12 +187,12 @@ func faultSameOrphans(t *testing.T, what string, got, want map[string]string, ot
 // is then applied by apply.sh at boot). While it stands, a test that meets
 // it ends as skipped with the orphans named, once all its other checks
 // passed; when it is fixed, set this to "" and the tests demand convergence.
-const faultOrphanBug = "a render that stops part way leaves files the next render of another profile does not remove (the manifest is written only last)"
+const faultOrphanBug = ""
 
 // faultTempBug is the other reported bug: a render killed while it writes
 // a file leaves its temporary file (.<name>.nicpersist-tmp-<random>) beside
 // it, and no later render removes it. Handled like faultOrphanBug.
-const faultTempBug = "temporary files of a killed render (.<name>.nicpersist-tmp-*) are never removed"
+const faultTempBug = ""
 
 // faultOrphans reports orphans of the known bug at the end of the test.
 func faultOrphans(t *testing.T, what string, orphans []string) {

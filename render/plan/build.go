@@ -569,6 +569,9 @@ func (b *builder) routes(pr *profile.Profile) {
 			case !dev.addr[r.Family].Masked().Contains(r.Via):
 				b.c.p.Errorf(p+".via", "%s is not inside %s (the subnet of %s)", r.Via, dev.addr[r.Family].Masked(), dev.name)
 				ok = false
+			case r.Via == dev.addr[r.Family].Addr():
+				b.c.p.Errorf(p+".via", "%s is the address of %s itself; give the router's address", r.Via, dev.name)
+				ok = false
 			case notHostOf(r.Via, dev.addr[r.Family]) != "":
 				b.c.p.Errorf(p+".via", "%s; give the router's address", notHostOf(r.Via, dev.addr[r.Family]))
 				ok = false

@@ -76,6 +76,9 @@ func (c checker) ifName(path, s string) bool {
 		c.p.Errorf(path, "%q is %d bytes; Linux interface names are at most 15", s, len(s))
 	case s == "." || s == "..":
 		c.p.Errorf(path, "%q is not a valid interface name", s)
+	case s == "all" || s == "default":
+		// Linux refuses them: they name /proc/sys/net/*/conf entries.
+		c.p.Errorf(path, "%q is not a valid interface name; Linux reserves it for /proc/sys/net/ipv4/conf/%s", s, s)
 	default:
 		bad, ok := safeWord(s)
 		if ok {

@@ -44,7 +44,7 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 		line := 0
 		msg := err.Error()
 		if errors.As(err, &pe) {
-			line, msg = pe.Position.Line, pe.Message
+			line, msg = pe.Position.Line, oneLine(pe.Message)
 			if pe.LastKey != "" {
 				msg = fmt.Sprintf("%s (after key %s)", msg, pe.LastKey)
 			}
@@ -55,7 +55,25 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 		problems.Items = append(problems.Items, diag.Problem{File: problems.File, Line: line, Msg: "not a valid profile: " + msg})
 		return nil
 	}
-	for _, k := range md.Undecoded() {
+	// The decoder matches keys regardless of case; a profile must spell
+	// them exactly, or two spellings of one key would race for the value.
+	var unknown []toml.Key
+	for _, k := range md.Keys() {
+		if !exactKey(k) {
+			unknown = append(unknown, k)
+		}
+	}
+	unknown = append(unknown, md.Undecoded()...)
+	reported := map[string]bool{}
+	for _, k := range unknown {
+		below := false
+		for i := 1; i <= len(k); i++ {
+			below = below || reported[k[:i].String()]
+		}
+		if below {
+			continue // the key itself or a table above it is already reported
+		}
+		reported[k.String()] = true
 		reportUnknown(d, k, problems)
 	}
 	return d
@@ -154,6 +172,11 @@ func isLeaf(t reflect.Type) bool {
 func nearest(s string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
+		if strings.EqualFold(s, k) {
+			return k // keys are case-sensitive
+		}
+	}
+	for _, k := range known {
 		if d := editDistance(s, k); d < bestD {
 			best, bestD = k, d
 		}
@@ -179,4 +202,29 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// oneLine keeps a message that quotes the input on one line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+}
+
+// exactKey reports whether every part of k is a schema key as spelled, or
+// lies below a leaf (whose contents the leaf's own check reports).
+func exactKey(k toml.Key) bool {
+	t := reflect.TypeOf(Profile{})
+	for _, part := range k {
+		if t.Kind() != reflect.Struct || isLeaf(t) {
+			return true
+		}
+		f, ok := fieldByTag(t, part)
+		if !ok {
+			return false
+		}
+		t = f.Type
+		if t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+	}
+	return true
 }

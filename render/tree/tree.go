@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"sort"
 	"strings"
 
@@ -42,6 +43,10 @@ type Change struct {
 	New    []byte // whole file after; nil when removed
 	Mode   fs.FileMode
 	remove bool // delete the path rather than write New
+	// pre is the manifest written before anything else: the old entries and
+	// the new ones, so that a render stopped part way leaves no file that
+	// no manifest lists.
+	pre []byte
 }
 
 // Changed reports whether the change writes or removes anything.
@@ -92,6 +97,20 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 	mc, err := change(r, m, true)
 	if err != nil {
 		return nil, err
+	}
+	union := append([]target.File(nil), files...)
+	for _, p := range paths {
+		if !want[p] && p != target.Manifest {
+			union = append(union, target.File{Path: p, Kind: old[p]})
+		}
+	}
+	for _, c := range changes {
+		if c.Changed() {
+			if pre := manifest(union, profile).Data; !bytes.Equal(pre, mc.Old) {
+				mc.pre = pre
+			}
+			break
+		}
 	}
 	// The manifest goes last: until it is written, the old one still lists
 	// every file a crashed render may have left behind.
@@ -271,8 +290,23 @@ func stripBlock(cur []byte) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// Apply writes the changes in order, each atomically.
+// Apply writes the changes in order, each atomically. It first records every
+// path it may touch in the manifest, and clears the temporary files a killed
+// render may have left beside them.
 func Apply(r *fsroot.Root, changes []Change) error {
+	for _, c := range changes {
+		if c.pre != nil {
+			if err := r.WriteFile(c.Path, c.pre, c.Mode); err != nil {
+				return err
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, c := range changes {
+		if err := clearTemps(r, c.Path, seen); err != nil {
+			return err
+		}
+	}
 	for _, c := range changes {
 		if !c.Changed() {
 			continue
@@ -335,4 +369,38 @@ func validManifestPath(p string) bool {
 		}
 	}
 	return false
+}
+
+// clearTemps removes .<base>.nicpersist-tmp-* files beside path: what a
+// render killed between creating and renaming its temporary file left.
+func clearTemps(r *fsroot.Root, p string, seen map[string]bool) error {
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	key := dir + "\x00"
+	if !seen[key] {
+		seen[key] = true
+		names, err := r.ReadDir(dir)
+		if err != nil {
+			return nil // a missing or unreadable directory holds no temps of ours
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, ".") && strings.Contains(n, ".nicpersist-tmp-") {
+				seen[dir+"\x00"+n] = true
+			}
+		}
+	}
+	prefix := "." + base + ".nicpersist-tmp-"
+	for k := range seen {
+		d, n, ok := strings.Cut(k, "\x00")
+		if ok && d == dir && strings.HasPrefix(n, prefix) {
+			delete(seen, k)
+			if err := r.Remove(path.Join(dir, n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
