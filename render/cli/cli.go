@@ -287,7 +287,11 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	if !dry {
 		if err := tree.Apply(l.root, changes); err != nil {
-			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the render stopped part way; each file is whole (old or new), and running it again finishes it\n", err)
+			hint := "fix the cause above and run it again to finish"
+			if strings.Contains(err.Error(), "refusing to follow a symbolic link") {
+				hint = "replace that symbolic link with a directory under the root, then run it again"
+			}
+			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the render stopped part way; each file is whole (old or new); %s\n", err, hint)
 			return ExitRuntime
 		}
 	}

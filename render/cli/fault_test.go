@@ -396,7 +396,7 @@ func TestFaultFullDisk(t *testing.T) {
 		failures++
 		t.Run(fmt.Sprintf("free=%dk", free>>10), func(t *testing.T) {
 			faultFailed(t, out, errOut, code, "no space left on device")
-			if !strings.Contains(errOut, "running it again finishes it") {
+			if !strings.Contains(errOut, "run it again to finish") {
 				t.Errorf("the message does not say how to finish:\n%s", errOut)
 			}
 			faultWhole(t, faultWithout(snapshot(t, root), "filler"), cleanA, cleanB)

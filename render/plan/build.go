@@ -194,7 +194,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 		}
 		it.reply, _ = b.c.boolean(p+".reply_via_self", in.ReplyViaSelf)
 		it.def, _ = b.c.boolean(p+".default_route", in.DefaultRoute)
-		if id, ok := b.c.uint32In(p+".table", in.Table, 1, 0xffffffff); ok {
+		if id, ok := b.c.tableIDIn(p+".table", in.Table); ok {
 			if !it.reply {
 				b.c.p.Errorf(p+".table", "is only used with reply_via_self = true; remove it or set reply_via_self")
 			} else if b.tableID(p+".table", id) {
@@ -245,7 +245,7 @@ func (b *builder) tableID(path string, id uint32) bool {
 func (b *builder) tables(pr *profile.Profile) {
 	for i, t := range pr.Tables {
 		p := fmt.Sprintf("table[%d]", i)
-		id, idOK := b.c.uint32In(p+".id", t.ID, 1, 0xffffffff)
+		id, idOK := b.c.tableIDIn(p+".id", t.ID)
 		if !t.ID.Set && t.ID.Bad == nil {
 			b.c.p.Errorf(p+".id", "is missing; every [[table]] needs id = <number>")
 		}
@@ -431,6 +431,9 @@ func (b *builder) knownTables() string {
 		ns = append(ns, strconv.Quote(n))
 	}
 	sort.Strings(ns)
+	if len(ns) == 1 {
+		return ns[0]
+	}
 	return "one of " + joinOr(ns)
 }
 
@@ -614,7 +617,7 @@ func (b *builder) rules(pr *profile.Profile) {
 		}{{"from", in.From, &r.From}, {"to", in.To, &r.To}} {
 			if s, set := b.c.str(p+"."+sel.key, sel.o); set {
 				if n, nok := b.c.network(p+"."+sel.key, s); nok && n.Bits() == 0 {
-					b.c.p.Errorf(p+"."+sel.key, "%s matches every address, so it selects nothing; leave %s out, or give a narrower network", s, sel.key)
+					b.c.p.Errorf(p+"."+sel.key, "%s matches every address, which makes the rule catch all traffic; leave %s out, or give a narrower network", s, sel.key)
 					ok = false
 				} else if nok {
 					*sel.dst = n
@@ -646,7 +649,7 @@ func (b *builder) rules(pr *profile.Profile) {
 			}
 		}
 		if m, set := b.c.fwmark(p+".fwmark", in.FWMark); set && (m == "0x0" || strings.HasPrefix(m, "0x0/") || strings.HasSuffix(m, "/0x0")) {
-			b.c.p.Errorf(p+".fwmark", "%s matches every packet (a zero mark or mask), so it selects nothing; give a non-zero mark and mask", m)
+			b.c.p.Errorf(p+".fwmark", "%s matches every packet (a zero mark or mask), which makes the rule catch all traffic; give a non-zero mark and mask", m)
 			ok = false
 		} else if set {
 			r.FWMark = m
@@ -830,4 +833,13 @@ func (b *builder) links() {
 		}
 		b.p.Interfaces = append(b.p.Interfaces, l)
 	}
+}
+
+// tableIDIn reads a table id; 0 passes through so that tableID can say it is
+// reserved rather than out of range.
+func (c checker) tableIDIn(path string, o profile.Opt[int64]) (uint32, bool) {
+	if o.Set && o.Bad == nil && o.V == 0 {
+		return 0, true
+	}
+	return c.uint32In(path, o, 1, 0xffffffff)
 }
