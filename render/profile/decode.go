@@ -177,7 +177,9 @@ func nearest(s string, known []string) string {
 		}
 	}
 	for _, k := range known {
-		if d := editDistance(s, k); d < bestD {
+		// On a tie, a key that holds every letter typed, in order, is the
+		// likelier intent: "addres6" is "address6", not "address".
+		if d := editDistance(s, k); d < bestD || d == bestD && best != "" && !subsequence(s, best) && subsequence(s, k) {
 			best, bestD = k, d
 		}
 	}
@@ -227,4 +229,14 @@ func exactKey(k toml.Key) bool {
 		}
 	}
 	return true
+}
+
+func subsequence(s, of string) bool {
+	i := 0
+	for j := 0; i < len(s) && j < len(of); j++ {
+		if s[i] == of[j] {
+			i++
+		}
+	}
+	return i == len(s)
 }
