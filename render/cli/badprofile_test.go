@@ -31,12 +31,6 @@ var badNoLine = map[string]string{
 	"multiple-errors": "version: is missing (the file spells it versoin)",
 }
 
-// badAccepted lists corpus profiles that nicpersist accepts although the
-// contract says they are errors: known bugs, reported, not yet fixed. Their
-// subtests skip while the bug stands and fail once it is fixed, to have the
-// entry removed and the .err written with -update.
-var badAccepted = map[string]string{}
-
 var badProblemLine = regexp.MustCompile(`^testdata/bad/[^:]+\.toml:([0-9]+): `)
 
 func badCorpus(t *testing.T) []string {
@@ -64,12 +58,6 @@ func TestBadProfiles(t *testing.T) {
 			root := t.TempDir()
 			out, errOut, code := run("check", "--root", root, "--profile", file)
 			errOut = strings.ReplaceAll(errOut, file, badShown(name))
-			if bug, ok := badAccepted[name]; ok {
-				if code == ExitOK {
-					t.Skipf("known bug, reported: %s is accepted: %s", badShown(name), bug)
-				}
-				t.Fatalf("%s is refused now (exit %d): remove it from badAccepted and run -update\n%s", name, code, errOut)
-			}
 			if code != ExitInvalid {
 				t.Errorf("check exited %d, want %d (invalid profile); stderr:\n%s", code, ExitInvalid, errOut)
 			}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,30 +21,6 @@ import (
 // give the tree a clean render of that profile gives. They mount file
 // systems, so they need root; elsewhere they skip, and with NICPERSIST_E2E=1
 // (as in .ci/run) a skip is a failure (see need in validate_test.go).
-
-// faultNeed skips a test that cannot run here (not root when rootFor says
-// what for, a tool missing),
-// saying why; with NICPERSIST_E2E=1 (as in .ci/run) that is a failure.
-func faultNeed(t *testing.T, rootFor string, tools ...string) {
-	t.Helper()
-	var why []string
-	if rootFor != "" && os.Geteuid() != 0 {
-		why = append(why, "needs root to "+rootFor)
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool+" on PATH")
-		}
-	}
-	if len(why) == 0 {
-		return
-	}
-	msg := strings.Join(why, "; ")
-	if os.Getenv("NICPERSIST_E2E") == "1" {
-		t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", msg)
-	}
-	t.Skipf("skipping fault injection: %s (run as root, as .ci/run does)", msg)
-}
 
 // faultCase is the pair of profiles the tests switch between: the shipped
 // seed (IPv4) and a larger dual-stack profile that adds files (ip6.batch,
@@ -135,16 +110,9 @@ func faultWhole(t *testing.T, got map[string]string, versions ...map[string]stri
 }
 
 // faultSame checks that a tree is exactly the clean one, apart from paths
-// the test put there itself (keep).
+// the test put there itself (keep): a file a stopped render left behind, or
+// a temporary file, is a failure.
 func faultSame(t *testing.T, what string, got, want map[string]string, keep ...string) {
-	t.Helper()
-	faultSameOrphans(t, what, got, want, nil, keep...)
-}
-
-// faultSameOrphans is faultSame, except that a file the clean tree lacks and
-// that holds the version of another render (others) is returned rather than
-// reported: the known orphan bug (faultOrphanBug).
-func faultSameOrphans(t *testing.T, what string, got, want map[string]string, others []map[string]string, keep ...string) (orphans []string) {
 	t.Helper()
 	got = faultWithout(got, keep...)
 	var diffs []string
@@ -155,77 +123,16 @@ func faultSameOrphans(t *testing.T, what string, got, want map[string]string, ot
 			diffs = append(diffs, p+": differs at "+firstDiff(g, w))
 		}
 	}
-	for p, g := range got {
-		if _, ok := want[p]; ok {
-			continue
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			diffs = append(diffs, p+": left over (a clean render does not have it)")
 		}
-		orphan := false
-		for _, o := range others {
-			if v, ok := o[p]; ok && v == g && !strings.Contains(p, ".nicpersist-tmp-") {
-				orphan = true
-			}
-		}
-		if orphan {
-			orphans = append(orphans, p)
-			continue
-		}
-		diffs = append(diffs, p+": left over (a clean render does not have it)")
 	}
 	sort.Strings(diffs)
 	for _, d := range diffs {
 		t.Errorf("%s: %s", what, d)
 	}
-	sort.Strings(orphans)
-	return orphans
 }
-
-// faultOrphanBug is the reported bug these tests tolerate, and only it: a
-// render that stops part way (full disk, read-only directory, a link out of
-// the root, kill -9) has created files of its profile that no manifest
-// lists yet, because the manifest is written last; the next render of
-// another profile does not know them and leaves them (an orphan ip6.batch
-// is then applied by apply.sh at boot). While it stands, a test that meets
-// it ends as skipped with the orphans named, once all its other checks
-// passed; when it is fixed, set this to "" and the tests demand convergence.
-const faultOrphanBug = ""
-
-// faultTempBug is the other reported bug: a render killed while it writes
-// a file leaves its temporary file (.<name>.nicpersist-tmp-<random>) beside
-// it, and no later render removes it. Handled like faultOrphanBug.
-const faultTempBug = ""
-
-// faultOrphans reports orphans of the known bug at the end of the test.
-func faultOrphans(t *testing.T, what string, orphans []string) {
-	t.Helper()
-	faultKnown(t, faultOrphanBug, what+": left over from the failed render", orphans)
-}
-
-// faultKnown turns what a known bug left into one skip at the end of the
-// test (when nothing else failed), or into a failure once the bug is marked
-// fixed (bug == "").
-func faultKnown(t *testing.T, bug, what string, paths []string) {
-	t.Helper()
-	if len(paths) == 0 {
-		return
-	}
-	if bug == "" {
-		t.Errorf("%s: %v", what, paths)
-		return
-	}
-	key := fmt.Sprintf("%p %s", t, bug)
-	if _, seen := faultKnownSeen.LoadOrStore(key, true); seen {
-		return
-	}
-	t.Logf("known bug: %s: %v", what, paths)
-	t.Cleanup(func() {
-		faultKnownSeen.Delete(key)
-		if !t.Failed() {
-			t.Skipf("known bug, reported: %s (first seen: %s: %v); every other check passed", bug, what, paths)
-		}
-	})
-}
-
-var faultKnownSeen sync.Map
 
 // faultTemps removes temporary files from a snapshot and returns their paths.
 func faultTemps(m map[string]string) []string {
@@ -257,37 +164,20 @@ func faultWithout(m map[string]string, keep ...string) map[string]string {
 }
 
 // faultConverges renders each profile in turn after a failure was fixed and
-// compares with a clean render of it: leftovers of the failed render
-// (files it created before the manifest listed them) show up here.
+// compares with a clean render of it: leftovers of the failed render (files
+// or temporary files it created) show up here.
 func faultConverges(t *testing.T, fc *faultCase, root string, setup func(string), keep ...string) {
-	t.Helper()
-	faultConvergesTemps(t, fc, root, setup, false, keep...)
-}
-
-// faultConvergesTemps is faultConverges; with temps, temporary files of an
-// earlier kill are the known faultTempBug rather than a failure.
-func faultConvergesTemps(t *testing.T, fc *faultCase, root string, setup func(string), temps bool, keep ...string) {
 	t.Helper()
 	cleanA, cleanB := fc.clean(t, fc.a, setup), fc.clean(t, fc.b, setup)
 	for i, prof := range []string{fc.a, fc.b, fc.a} {
 		if _, errOut, code := fc.render(root, prof); code != 0 {
 			t.Fatalf("render of %s after the fault was fixed: exit %d\n%s", filepath.Base(prof), code, errOut)
 		}
-		want, other := cleanA, cleanB
+		want := cleanA
 		if prof == fc.b {
-			want, other = cleanB, cleanA
+			want = cleanB
 		}
-		what := fmt.Sprintf("after the fault, render %d (%s)", i+1, filepath.Base(prof))
-		var others []map[string]string
-		if i == 0 {
-			// Only the first render after the fault may meet its orphans.
-			others = []map[string]string{other}
-		}
-		got := snapshot(t, root)
-		if temps {
-			faultKnown(t, faultTempBug, what+": temporary files", faultTemps(got))
-		}
-		faultOrphans(t, what, faultSameOrphans(t, what, got, want, others, keep...))
+		faultSame(t, fmt.Sprintf("after the fault, render %d (%s)", i+1, filepath.Base(prof)), snapshot(t, root), want, keep...)
 		if t.Failed() {
 			return
 		}
@@ -373,7 +263,7 @@ func fill(t *testing.T, path string, keep int64) {
 // exit 1 saying "no space left on device" and leave every file whole; with
 // the space back, renders of either profile must converge.
 func TestFaultFullDisk(t *testing.T) {
-	faultNeed(t, "mount a 256k tmpfs as the root")
+	need(t, "mount a 256k tmpfs as the root")
 	fc := newFaultCase(t, 400, "--target", "systemd")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	failures := 0
@@ -413,7 +303,7 @@ func TestFaultFullDisk(t *testing.T) {
 // read-only directory inside it (a bind mount) lets part of a render
 // through.
 func TestFaultReadOnlyRoot(t *testing.T) {
-	faultNeed(t, "mount a tmpfs and remount it read-only")
+	need(t, "mount a tmpfs and remount it read-only")
 	fc := newFaultCase(t, 40, "--target", "systemd")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 
@@ -515,7 +405,7 @@ func TestFaultSymlinkOutOfRoot(t *testing.T) {
 // kill every file must be whole; temporary files may be left by a kill,
 // but the next complete render must remove them and converge.
 func TestFaultKill(t *testing.T) {
-	faultNeed(t, "", "go")
+	need(t, "", "go")
 	bin := filepath.Join(t.TempDir(), "nicpersist")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nicpersist/nicpersist/cmd/nicpersist").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -565,13 +455,16 @@ func TestFaultKill(t *testing.T) {
 		}
 		tempsSeen += temps
 		if err == nil {
-			// It finished before the kill: the tree is the clean one, but
-			// for temporary files of earlier kills and the known orphans.
-			want, other := cleanA, cleanB
+			// It finished before the kill: the tree is the clean one, and
+			// it removed the temporary files of earlier kills.
+			want := cleanA
 			if prof == fc.b {
-				want, other = cleanB, cleanA
+				want = cleanB
 			}
-			faultOrphans(t, fmt.Sprintf("render %d (%s) finished", i, filepath.Base(prof)), faultSameOrphans(t, "finished render", got, want, []map[string]string{other}))
+			if temps > 0 {
+				t.Errorf("render %d (%s) finished but left %d temporary files", i, filepath.Base(prof), temps)
+			}
+			faultSame(t, fmt.Sprintf("render %d (%s) finished", i, filepath.Base(prof)), got, want)
 		}
 	}
 	t.Logf("temporary files seen after kills: %d", tempsSeen)
@@ -580,7 +473,7 @@ func TestFaultKill(t *testing.T) {
 	if killed < n/4 {
 		t.Errorf("only %d of %d renders were killed before they finished", killed, n)
 	}
-	faultConvergesTemps(t, fc, root, nil, true)
+	faultConverges(t, fc, root, nil)
 	faultUntouched(t, outside)
 }
 

@@ -119,9 +119,6 @@ func FuzzDecode(f *testing.F) {
 				t.Errorf("problem on line %d of a %d-line profile: %s", pr.Line, n, pr)
 			}
 			if s := pr.String(); strings.ContainsAny(s, "\n\r") {
-				if bug := fzKnownMsgBug(s); bug != "" {
-					t.Skipf("known bug, reported: %s: %q", bug, s)
-				}
 				t.Errorf("problem message spans lines: %q", s)
 			}
 		}
@@ -141,9 +138,6 @@ func FuzzDecode(f *testing.F) {
 		l2 := &diag.List{File: "p.toml"}
 		p2 := plan.Build(profile.Decode(src, l2), l2)
 		if p2 == nil || fmt.Sprint(*p2) != fmt.Sprint(*p) {
-			if bug := fzKnownCaseBug(src); bug != "" {
-				t.Skipf("known bug, reported: %s", bug)
-			}
 			t.Fatal("a second Build of the same profile differs")
 		}
 		for _, c := range []target.Choice{{Target: target.Systemd}, {Target: target.RHEL, Stack: target.NetworkScripts}, {Target: target.RHEL, Stack: target.NetworkManager}} {
@@ -266,16 +260,13 @@ func FuzzRender(f *testing.F) {
 			if !strings.HasSuffix(errOut, "; nothing written\n") {
 				t.Fatalf("exit 2 without the summary line:\n%s", errOut)
 			}
-			if bug := fzKnownMsgBug(errOut); bug != "" {
-				t.Skipf("known bug, reported: %s: %q", bug, errOut)
-			}
 			for _, l := range strings.Split(strings.TrimSuffix(errOut, "\n"), "\n") {
 				if !strings.HasPrefix(l, prof+":") && !strings.HasPrefix(l, "nicpersist: ") {
 					t.Errorf("stderr line names no file: %q", l)
 				}
 			}
 			if checkCode != ExitInvalid {
-				fzFatal(t, src, "render says invalid, check exits %d", checkCode)
+				t.Fatalf("render says invalid, check exits %d", checkCode)
 			}
 			return
 		case ExitOK:
@@ -283,7 +274,7 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("exit %d for a profile (1 is for I/O, and the temporary root is writable):\n%s", code, errOut)
 		}
 		if checkCode != ExitOK {
-			fzFatal(t, src, "render accepts the profile, check exits %d:\n%s", checkCode, checkErr)
+			t.Fatalf("render accepts the profile, check exits %d:\n%s", checkCode, checkErr)
 		}
 		if !strings.HasSuffix(out, " changed\n") {
 			t.Fatalf("stdout %q", out)
@@ -295,7 +286,7 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 		if out2, errOut2, code2 := run(args...); code2 != 0 || out2 != "0 changed\n" {
-			fzFatal(t, src, "second render: exit %d, stdout %q, stderr %s", code2, out2, errOut2)
+			t.Fatalf("second render: exit %d, stdout %q, stderr %s", code2, out2, errOut2)
 		}
 		n := fzAccepted.Add(1)
 		switch {
@@ -314,69 +305,9 @@ func FuzzRender(f *testing.F) {
 			return
 		}
 		if err := fzValidate(t, root, src); err != nil {
-			if bug := fzKnownBug(src, err); bug != "" {
-				t.Skipf("known bug, reported: %s", bug)
-			}
-			fzFatal(t, src, "rendered files (%s) fail a validator: %v\nprofile:\n%s", strings.Join(flags, " "), err, src)
+			t.Fatalf("rendered files (%s) fail a validator: %v\nprofile:\n%s", strings.Join(flags, " "), err, src)
 		}
 	})
-}
-
-// fzKnownMsgBug recognises the reported bug of TOML syntax errors that
-// quote the input raw: "not a binary number: '0b<newline>'" puts a line
-// break (or a carriage return) into a one-line message.
-func fzKnownMsgBug(msg string) string {
-	return "" // fixed: a regression now fails the test
-}
-
-// fzFatal fails a check that two runs on one profile must agree on, unless
-// the known case-insensitive-keys bug explains the disagreement.
-func fzFatal(t *testing.T, src []byte, format string, args ...any) {
-	t.Helper()
-	if bug := fzKnownCaseBug(src); bug != "" {
-		t.Skipf("known bug, reported: %s", bug)
-	}
-	t.Fatalf(format, args...)
-}
-
-// fzSchemaKeys are the profile's keys, as the contract spells them.
-var fzSchemaKeys = strings.Fields(`version numbering table_base priority_base sysctl ip_forward
-	ipv6_forwarding rp_filter interface name address gateway address6 gateway6 reply_via_self
-	default_route table nat out_interface source masquerade to_source id route to via dev metric
-	rule priority from iif oif fwmark`)
-
-// fzKnownCaseBug recognises the reported bug of keys matched without regard
-// to case: "Name" is taken for "name", and when both are written the one
-// that wins changes from run to run (Go map order).
-func fzKnownCaseBug(src []byte) string {
-	return "" // fixed: a regression now fails the test
-}
-
-// fzKnownBug recognises a validator failure caused by a bug of the existing
-// code that is reported and not yet fixed (see badAccepted), so that fuzzing
-// goes on to find new ones. It returns "" for anything else.
-func fzKnownBug(src []byte, err error) string {
-	l := &diag.List{File: "p"}
-	p := plan.Build(profile.Decode(src, l), l)
-	if p == nil {
-		return ""
-	}
-	msg := err.Error()
-	for _, it := range p.Interfaces {
-		if (it.Name == "all" || it.Name == "default") && strings.Contains(msg, "Linux does not take the profile's interfaces") {
-			return badAccepted["ifname-all"]
-		}
-	}
-	own := map[netip.Addr]bool{}
-	for _, it := range p.Interfaces {
-		own[it.Addr4.Addr()], own[it.Addr6.Addr()] = true, true
-	}
-	for _, r := range p.Routes {
-		if r.Via.IsValid() && own[r.Via] && strings.Contains(msg, "Gateway can not be a local address") {
-			return badAccepted["route-via-own-address"]
-		}
-	}
-	return ""
 }
 
 var fzTools = []string{"ip", "systemd-analyze", "iptables-restore", "ip6tables-restore", "sysctl", "sh"}
@@ -630,12 +561,6 @@ func fzValidateCase(t *testing.T, name string, src []byte, rootFrom string) {
 				t.Fatalf("%s: render exited %d:\n%s", name, code, errOut)
 			}
 			if err := fzValidate(t, root, src); err != nil {
-				if bug := fzKnownBug(src, err); bug != "" {
-					t.Skipf("%s: known bug, reported: %s", name, bug)
-				}
-				if bug := fzKnownCaseBug(src); bug != "" {
-					t.Skipf("%s: known bug, reported: %s", name, bug)
-				}
 				t.Errorf("%s: %v", name, err)
 			}
 		})
@@ -646,7 +571,7 @@ func fzValidateCase(t *testing.T, name string, src []byte, rootFrom string) {
 // cases (with their roots) for each target and stack, and runs every
 // validator on the result.
 func TestValidatorsOnSeeds(t *testing.T) {
-	need(t, true, fzTools...)
+	need(t, "make network namespaces", fzTools...)
 	fzSweep()
 	seeds := fzSeeds(t)
 	accepted := 0

@@ -10,11 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/templates"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 const testdataDir = "../../testdata"
+
+// goldenProfile is where renderCase puts the profile, so headers name it.
+const goldenProfile = "/" + DefaultProfile
 
 // goldenCases are the directories of testdata with a profile.toml and a
 // want/ tree (or a want/ to be made with -update).
@@ -156,6 +162,16 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root, _, stderr := renderCase(t, name)
 			got := snapshot(t, root)
+			// apply.sh is the template behind the header, byte for byte;
+			// checking that here keeps four copies of it out of want/.
+			const script = "etc/nicpersist/apply.sh"
+			if want := target.Header(goldenProfile) + templates.ApplySh; got[script] != want {
+				t.Errorf("%s is not the header and templates/apply.sh: %s", script, firstDiff(got[script], want))
+			}
+			if fi, err := os.Stat(filepath.Join(root, script)); err != nil || fi.Mode().Perm() != 0o755 {
+				t.Errorf("%s: mode %v, %v; want 0755", script, fi.Mode().Perm(), err)
+			}
+			delete(got, script)
 			wantDir := filepath.Join(testdataDir, name, "want")
 			checkOut, checkErr, code := run("check", "--root", root)
 			if code != 0 {
@@ -166,6 +182,7 @@ func TestGolden(t *testing.T) {
 			if *update {
 				os.RemoveAll(wantDir)
 				copyTree(t, root, wantDir)
+				os.Remove(filepath.Join(wantDir, script))
 				if err := os.WriteFile(filepath.Join(testdataDir, name, "report.golden"), []byte(report), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -202,7 +219,9 @@ func TestGolden(t *testing.T) {
 			if code != 0 || !strings.HasSuffix(out, "0 changed\n") {
 				t.Errorf("second render: exit %d, stdout %q, stderr %q; want 0 changed", code, out, errOut)
 			}
-			if again := snapshot(t, root); !equalMaps(again, got) {
+			again := snapshot(t, root)
+			delete(again, script)
+			if !equalMaps(again, got) {
 				t.Errorf("second render changed the tree")
 			}
 			out, _, _ = run("render", "--root", root, "--json")

@@ -112,8 +112,9 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 			break
 		}
 	}
-	// The manifest goes last: until it is written, the old one still lists
-	// every file a crashed render may have left behind.
+	// Apply writes mc.pre (old and new paths) before anything else and the
+	// manifest itself last, so at every moment some manifest lists each file
+	// a stopped render may have left.
 	changes = append(changes, mc)
 	return changes, nil
 }
