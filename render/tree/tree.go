@@ -47,6 +47,9 @@ type Change struct {
 	// the new ones, so that a render stopped part way leaves no file that
 	// no manifest lists.
 	pre []byte
+	// sweep lists every path the render owns or owned, the manifest's
+	// included: a killed render may have left a temporary file beside any.
+	sweep []string
 }
 
 // Changed reports whether the change writes or removes anything.
@@ -103,6 +106,9 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 		if !want[p] && p != target.Manifest {
 			union = append(union, target.File{Path: p, Kind: old[p]})
 		}
+	}
+	for _, f := range union {
+		mc.sweep = append(mc.sweep, f.Path)
 	}
 	for _, c := range changes {
 		if c.Changed() {
@@ -302,11 +308,12 @@ func Apply(r *fsroot.Root, changes []Change) error {
 			}
 		}
 	}
-	seen := map[string]bool{}
+	var sweep []string
 	for _, c := range changes {
-		if err := clearTemps(r, c.Path, seen); err != nil {
-			return err
-		}
+		sweep = append(append(sweep, c.Path), c.sweep...)
+	}
+	if err := clearTemps(r, sweep); err != nil {
+		return err
 	}
 	for _, c := range changes {
 		if !c.Changed() {
@@ -372,34 +379,32 @@ func validManifestPath(p string) bool {
 	return false
 }
 
-// clearTemps removes .<base>.nicpersist-tmp-* files beside path: what a
-// render killed between creating and renaming its temporary file left.
-func clearTemps(r *fsroot.Root, p string, seen map[string]bool) error {
-	dir, base := path.Split(p)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir == "" {
-		dir = "."
+// clearTemps removes the .<base>.nicpersist-tmp-* files beside paths: what
+// a render killed between creating and renaming a temporary file left.
+func clearTemps(r *fsroot.Root, paths []string) error {
+	byDir := map[string]map[string]bool{}
+	for _, p := range paths {
+		dir, base := path.Split(p)
+		dir = strings.TrimSuffix(dir, "/")
+		if dir == "" {
+			dir = "."
+		}
+		if byDir[dir] == nil {
+			byDir[dir] = map[string]bool{}
+		}
+		byDir[dir][base] = true
 	}
-	key := dir + "\x00"
-	if !seen[key] {
-		seen[key] = true
+	for dir, bases := range byDir {
 		names, err := r.ReadDir(dir)
 		if err != nil {
-			return nil // a missing or unreadable directory holds no temps of ours
+			continue // a missing or unreadable directory holds no temporary file of ours
 		}
 		for _, n := range names {
-			if strings.HasPrefix(n, ".") && strings.Contains(n, ".nicpersist-tmp-") {
-				seen[dir+"\x00"+n] = true
-			}
-		}
-	}
-	prefix := "." + base + ".nicpersist-tmp-"
-	for k := range seen {
-		d, n, ok := strings.Cut(k, "\x00")
-		if ok && d == dir && strings.HasPrefix(n, prefix) {
-			delete(seen, k)
-			if err := r.Remove(path.Join(dir, n)); err != nil {
-				return err
+			base, _, ok := strings.Cut(strings.TrimPrefix(n, "."), ".nicpersist-tmp-")
+			if ok && strings.HasPrefix(n, ".") && bases[base] {
+				if err := r.Remove(path.Join(dir, n)); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -135,3 +135,24 @@ func TestDiff(t *testing.T) {
 		t.Errorf("created diff: %q", got)
 	}
 }
+
+// A render killed while writing a file only the other profile has leaves a
+// temporary file beside a path that may never exist; the next render, of
+// either profile, removes it.
+func TestClearsTemporaryFilesOfOwnedPaths(t *testing.T) {
+	r, dir := open(t)
+	old := target.File{Path: "etc/sysconfig/network-scripts/route6-eth2", Kind: target.Block, Data: []byte("x\n"), Mode: 0o644}
+	apply(t, r, []target.File{old})
+	os.Remove(filepath.Join(dir, old.Path))
+	temp := filepath.Join(dir, "etc/sysconfig/network-scripts/.route6-eth2.nicpersist-tmp-0123")
+	user := filepath.Join(dir, "etc/sysconfig/network-scripts/.other.nicpersist-tmp-0123")
+	os.WriteFile(temp, []byte("partial"), 0o600)
+	os.WriteFile(user, []byte("not ours"), 0o600)
+	apply(t, r, nil)
+	if _, err := os.Lstat(temp); !os.IsNotExist(err) {
+		t.Errorf("temporary file of an owned path survived: %v", err)
+	}
+	if _, err := os.Lstat(user); err != nil {
+		t.Errorf("a file beside no owned path was removed: %v", err)
+	}
+}
