@@ -41,7 +41,9 @@ Usage:
   nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
                      [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
+                     [--apply auto|binary|script]
   nicpersist check   [--profile FILE] [--root DIR]
+  nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist version
 
 Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
@@ -66,6 +68,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runRender(args[1:], stdout, stderr)
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "apply":
+		return runApply(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nicpersist version: unexpected argument %q\n", args[1])
@@ -238,18 +242,20 @@ type jsonFile struct {
 type jsonResult struct {
 	Changed bool       `json:"changed"`
 	Target  string     `json:"target"`
+	Apply   string     `json:"apply"`
 	DryRun  bool       `json:"dry_run,omitempty"`
 	Files   []jsonFile `json:"files"`
 }
 
 func runRender(args []string, stdout, stderr io.Writer) int {
 	var c common
-	var tgt, stack string
+	var tgt, stack, engine string
 	var dry, diff, asJSON bool
 	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	c.register(fl)
 	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
+	fl.StringVar(&engine, "apply", "auto", "what the unit runs: auto (binary when the root has "+target.Binary+"), binary or script")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
 	fl.BoolVar(&asJSON, "json", false, `print {"changed": bool, "files": [...]} on stdout`)
@@ -266,7 +272,12 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
 	}
+	if choice.Apply, choice.ApplyReason, err = target.DetectApply(l.root, engine); err != nil {
+		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
+		return ExitInvalid
+	}
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	fmt.Fprintf(stderr, "nicpersist: apply with %s: %s\n", choice.Apply, choice.ApplyReason)
 	files, err := target.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
@@ -296,7 +307,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	n := 0
-	res := jsonResult{Target: choice.String(), DryRun: dry, Files: []jsonFile{}}
+	res := jsonResult{Target: choice.String(), Apply: choice.Apply, DryRun: dry, Files: []jsonFile{}}
 	for _, ch := range changes {
 		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
 		if ch.Changed() {

@@ -13,18 +13,28 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/nicpersist/nicpersist/render/target"
 )
 
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
+}
+
 // TestBootNspawn boots systemd as PID 1 in systemd-nspawn, in the VM's
-// network namespace, with the rendered /etc (unit, enable link, apply.sh and
-// its data, sysctl.d) and eth2 down. The enabled unit must start, wait for
+// network namespace, with the rendered /etc (unit, enable link, the files it
+// applies, sysctl.d), nicpersist as /usr/bin/nicpersist, and eth2 down. The enabled unit must start, wait for
 // eth2, and end active (exited) once eth2 comes up, with routes, rules, NAT
 // and sysctls in place and the traffic flowing as in TestSeedScenario.
 func TestBootNspawn(t *testing.T) {
 	need(t, "systemd-nspawn", "nsenter")
 	t.Parallel()
 	began := time.Now()
-	root := render(t, e2eProfile, "systemd", "")
+	root := render(t, e2eProfile, "systemd", "", "binary")
 	tp := newTopology(t, topoOpts{eth2Down: true, eth2DAD: true})
 
 	// What a unit that ran before the link is up would hit.
@@ -148,10 +158,24 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 		t.Fatal(err)
 	}
 	machine := nsPrefix + itoa(pidSelf) + "-" + randHex(3)
+	// The unit runs /usr/bin/nicpersist: this test binary, which is
+	// nicpersist under that name (TestMain), in an overlay on /usr/bin.
+	bin := filepath.Join(dir, "bin")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(self, filepath.Join(bin, filepath.Base(target.Binary)), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"--net=/run/netns/" + vmNS, "systemd-nspawn",
 		"--register=no", "--keep-unit", "--volatile=yes", "-D", "/", "--machine=" + machine,
 		"--capability=CAP_NET_ADMIN", "--console=read-only",
-		"--overlay=" + filepath.Join(root, "etc") + ":" + upper + ":/etc"}
+		"--overlay=" + filepath.Join(root, "etc") + ":" + upper + ":/etc",
+		"--overlay-ro=" + filepath.Dir(target.Binary) + ":" + bin + ":" + filepath.Dir(target.Binary)}
 	if _, err := os.Stat("/etc/alternatives"); err == nil {
 		args = append(args, "--bind-ro=/etc/alternatives")
 	}

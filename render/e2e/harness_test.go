@@ -26,7 +26,32 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/cli"
+	"github.com/nicpersist/nicpersist/render/target"
 )
+
+// TestMain makes this test binary nicpersist itself when it runs under that
+// name, so the rendered unit's `/usr/bin/nicpersist apply ...` runs the code
+// under test, in the namespace, as a separate process as at boot.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "nicpersist" {
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// selfAsNicpersist returns a path named nicpersist that runs this binary.
+func selfAsNicpersist(t testing.TB) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "nicpersist")
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
 
 // Environment variables of the suite.
 const (
@@ -266,10 +291,10 @@ func dial(ns, addr string, timeout time.Duration) (string, error) {
 }
 
 // render renders profile into a new root for target (and rhel stack).
-func render(t testing.TB, profile, target, stack string) string {
+func render(t testing.TB, profile, target, stack, engine string) string {
 	t.Helper()
 	root := t.TempDir()
-	args := []string{"render", "--root", root, "--profile", profile, "--target", target}
+	args := []string{"render", "--root", root, "--profile", profile, "--target", target, "--apply", engine}
 	if stack != "" {
 		args = append(args, "--rhel-stack", stack)
 	}
@@ -288,8 +313,9 @@ type unitCommands struct {
 
 const unitRel = "etc/systemd/system/nicpersist.service"
 
-// readUnit parses the rendered unit and maps /etc/nicpersist/ in its command
-// lines to the render root's copy.
+// readUnit parses the rendered unit and maps /etc/nicpersist in its command
+// lines to the render root's copy, and /usr/bin/nicpersist to this test
+// binary (see TestMain).
 func readUnit(t testing.TB, root string) unitCommands {
 	t.Helper()
 	f, err := os.Open(filepath.Join(root, unitRel))
@@ -327,8 +353,11 @@ func readUnit(t testing.TB, root string) unitCommands {
 			t.Fatalf("%s: %s=%s: unexpected prefix", unitRel, o.Name, o.Value)
 		}
 		for i, a := range argv {
-			if strings.HasPrefix(a, "/etc/nicpersist/") {
+			switch {
+			case a == "/etc/nicpersist" || strings.HasPrefix(a, "/etc/nicpersist/"):
 				argv[i] = filepath.Join(root, a)
+			case a == target.Binary:
+				argv[i] = selfAsNicpersist(t)
 			}
 		}
 		*dst = append(*dst, argv)

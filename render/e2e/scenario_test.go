@@ -12,6 +12,10 @@ type targetCase struct {
 	name, target, stack string
 }
 
+// engines are what the unit runs: the nicpersist binary (as installed by the
+// packages) and apply.sh (a root without it).
+var engines = []string{"binary", "script"}
+
 var targets = []targetCase{
 	{"systemd", "systemd", ""},
 	{"rhel-network-scripts", "rhel", "network-scripts"},
@@ -36,18 +40,20 @@ func TestSeedScenario(t *testing.T) {
 	t.Parallel()
 	for _, p := range profiles {
 		for _, tc := range targets {
-			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
-				t.Parallel()
-				scenario(t, p, tc)
-			})
+			for _, e := range engines {
+				t.Run(p.name+"/"+tc.name+"/"+e, func(t *testing.T) {
+					t.Parallel()
+					scenario(t, p, tc, e)
+				})
+			}
 		}
 	}
 }
 
-func scenario(t *testing.T, p profileCase, tc targetCase) {
+func scenario(t *testing.T, p profileCase, tc targetCase, engine string) {
 	began := time.Now()
 	defer func() { t.Logf("took %v", time.Since(began).Round(time.Millisecond)) }()
-	root := render(t, p.path, tc.target, tc.stack)
+	root := render(t, p.path, tc.target, tc.stack, engine)
 	u := readUnit(t, root)
 	state := filepath.Join(t.TempDir(), "state")
 	tp := newTopology(t, topoOpts{})

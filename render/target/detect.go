@@ -15,6 +15,31 @@ type Tree interface {
 	ReadDir(name string) ([]string, error)
 }
 
+// What the unit runs: the nicpersist binary's `apply`, or apply.sh.
+const (
+	ApplyBinary = "binary"
+	ApplyScript = "script"
+	// Binary is where the packages install nicpersist.
+	Binary = "/usr/bin/nicpersist"
+)
+
+// DetectApply resolves --apply (auto, ApplyBinary or ApplyScript). The binary
+// is several times faster at boot, but a unit must not name a program the
+// machine will not have: auto takes it only when the root has it.
+func DetectApply(t Tree, mode string) (engine, reason string, err error) {
+	switch mode {
+	case ApplyBinary, ApplyScript:
+		return mode, "--apply " + mode, nil
+	case "auto":
+	default:
+		return "", "", fmt.Errorf("unknown --apply %q; use auto, %s or %s", mode, ApplyBinary, ApplyScript)
+	}
+	if t.Exists(strings.TrimPrefix(Binary, "/")) {
+		return ApplyBinary, Binary + " is in the root", nil
+	}
+	return ApplyScript, "no " + Binary + " in the root; the unit runs the rendered apply.sh (install nicpersist there and render again for the faster binary)", nil
+}
+
 var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true, "amzn": false}
 
 // Detect resolves --target and --rhel-stack against the root. target is

@@ -38,6 +38,10 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
+	// Apply is what the unit runs: ApplyBinary or ApplyScript (the
+	// default, when empty).
+	Apply       string
+	ApplyReason string
 }
 
 func (c Choice) String() string {
@@ -84,7 +88,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		owned(Dir+"/links", l)
 	}
 	out = append(out, File{Path: Dir + "/apply.sh", Kind: Owned, Data: []byte(h + templates.ApplySh), Mode: 0o755})
-	u, err := unitFile(h)
+	u, err := unitFile(h, c.Apply)
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +182,16 @@ func links(p *plan.Plan) string {
 	return b.String()
 }
 
-func unitFile(header string) ([]byte, error) {
+func unitFile(header, engine string) ([]byte, error) {
 	exec := func(verb string) string { return "/bin/sh " + applyScript + " " + verb }
+	if engine == ApplyBinary {
+		exec = func(verb string) string { return Binary + " apply " + verb + " --dir /" + Dir }
+	}
 	opts := []*unit.UnitOption{
 		unit.NewUnitOption("Unit", "Description", "nicpersist policy routing, NAT and sysctls"),
 		// The links must be up with their addresses before a route can use
 		// them; network-online.target is that point on every stack, and
-		// apply.sh waits for the addresses itself for stacks that reach it
+		// apply waits for the addresses itself for stacks that reach it
 		// early.
 		unit.NewUnitOption("Unit", "Wants", "network-online.target"),
 		unit.NewUnitOption("Unit", "After", "network-online.target NetworkManager.service network.service systemd-networkd.service"),

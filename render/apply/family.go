@@ -1,0 +1,483 @@
+package apply
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The state of one family, in files named as apply.sh names them (ip4.routes
+// and so on), each a list of batch lines:
+//
+//	routes, rules, main  what a start applied (or may have: a step's lines are
+//	                     added before the step runs, so a failed start's stop
+//	                     removes them)
+//	pre                  "LINE|ROUTE": a route line that found its route in the
+//	                     kernel already, and that route, for stop to put back
+//	rules.pre            rule lines that found their rule in the kernel already
+//	                     ("File exists"); stop leaves them
+//	default4.saved       the IPv4 main default our metric-0 default replaced
+type familyState struct {
+	routes, rules, main, pre, rulesPre []string
+}
+
+func (r *runner) st(f int, name string) string {
+	return r.spath(fmt.Sprintf("ip%d.%s", f, name))
+}
+
+func (r *runner) loadState(f int) (familyState, error) {
+	var s familyState
+	for _, x := range []struct {
+		name string
+		dst  *[]string
+	}{{"routes", &s.routes}, {"rules", &s.rules}, {"main", &s.main}, {"pre", &s.pre}, {"rules.pre", &s.rulesPre}} {
+		l, err := readLines(r.st(f, x.name))
+		if err != nil {
+			return s, err
+		}
+		*x.dst = l
+	}
+	return s, nil
+}
+
+// ip runs `ip -F ARGS...`, its output going to the journal.
+func (r *runner) ip(f int, args ...string) error {
+	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	cmd.Stdout, cmd.Stderr = r.Stderr, r.Stderr
+	return cmd.Run()
+}
+
+// ipOut runs `ip -F ARGS...` and returns what it prints.
+func (r *runner) ipOut(f int, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, r.Stderr
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// batch writes lines to the state file NAME and runs `ip -batch` on it (the
+// file, not a pipe: its name is in ip's messages, and a test can fail a step
+// by name). With force, ip goes on past failed lines and its error log is
+// returned instead of printed.
+func (r *runner) batch(f int, name string, lines []string, force bool) (errlog string, err error) {
+	path := r.st(f, name)
+	if err := writeLines(path, lines); err != nil {
+		return "", err
+	}
+	args := []string{"-batch", path}
+	if force {
+		args = []string{"-force", "-batch", path}
+	}
+	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	var eb bytes.Buffer
+	cmd.Stdout = r.Stderr
+	if force {
+		cmd.Stderr = &eb
+	} else {
+		cmd.Stderr = r.Stderr
+	}
+	err = cmd.Run()
+	return eb.String(), err
+}
+
+// applyFamily applies routes in nicpersist's tables, then rules, then the
+// main table, each step make-before-break, and then removes what an earlier
+// start applied and this one does not.
+func (r *runner) applyFamily(f int) error {
+	var newRoutes, newRules, newMain []string
+	if b, err := readLines(r.path(fmt.Sprintf("ip%d.batch", f))); err != nil {
+		return err
+	} else if b != nil {
+		newRoutes, newRules, newMain = section(b, "routes"), section(b, "rules"), section(b, "main")
+		if err := r.saveDefault(f, newMain); err != nil {
+			return err
+		}
+	}
+	s, err := r.loadState(f)
+	if err != nil {
+		return err
+	}
+	old := append(append([]string(nil), s.routes...), s.main...)
+	allNew := append(append([]string(nil), newRoutes...), newMain...)
+	pre, err := r.preRoutes(f, missing(old, allNew))
+	if err != nil {
+		return err
+	}
+	pre = append(append([]string(nil), s.pre...), pre...)
+	// What an earlier start added (as opposed to found), for stale removal.
+	rulesOurs := missing(s.rulesPre, s.rules)
+	routesStale := missing(allNew, s.routes)
+	mainStale := missing(allNew, s.main)
+	rulesStale := missing(newRules, rulesOurs)
+	if err := writeLines(r.st(f, "pre"), pre); err != nil {
+		return err
+	}
+
+	if err := writeLines(r.st(f, "routes"), union(s.routes, newRoutes)); err != nil {
+		return err
+	}
+	if len(newRoutes) > 0 {
+		if _, err := r.batch(f, "routes.new", newRoutes, false); err != nil {
+			return fmt.Errorf("ip -%d -batch %s: %w", f, r.st(f, "routes.new"), err)
+		}
+	}
+	if err := writeLines(r.st(f, "rules"), union(s.rules, newRules)); err != nil {
+		return err
+	}
+	rulesPre := []string{}
+	if len(newRules) > 0 {
+		// An identical rule answers "File exists"; anything else fails.
+		errlog, err := r.batch(f, "rules.new", newRules, true)
+		// Rules that were there before a start added them are not ours,
+		// and stay not ours while the files hold them.
+		newSet := set(newRules)
+		for _, l := range s.rulesPre {
+			if newSet[l] {
+				rulesPre = append(rulesPre, l)
+			}
+		}
+		rulesPre = dedupe(append(rulesPre, missing(rulesOurs, existsLines(errlog, newRules))...))
+		if werr := writeLines(r.st(f, "rules.pre"), rulesPre); werr != nil {
+			return werr
+		}
+		if err != nil && !onlyExists(errlog) {
+			io.WriteString(r.Stderr, errlog)
+			return fmt.Errorf("ip -%d -batch %s: %w", f, r.st(f, "rules.new"), err)
+		}
+	} else if err := writeLines(r.st(f, "rules.pre"), nil); err != nil {
+		return err
+	}
+	if err := writeLines(r.st(f, "main"), union(s.main, newMain)); err != nil {
+		return err
+	}
+	if len(newMain) > 0 {
+		if _, err := r.batch(f, "main.new", newMain, false); err != nil {
+			return fmt.Errorf("ip -%d -batch %s: %w", f, r.st(f, "main.new"), err)
+		}
+	}
+	var stale []string
+	for _, l := range rulesStale {
+		stale = append(stale, ruleDel(l))
+	}
+	stale = append(stale, undoRoutes(pre, mainStale)...)
+	stale = append(stale, undoRoutes(pre, routesStale)...)
+	if len(stale) > 0 {
+		// What is already gone answers an error; that is what we want.
+		r.batch(f, "stale", stale, true)
+	}
+	for _, x := range []struct {
+		name  string
+		lines []string
+	}{{"routes", newRoutes}, {"rules", newRules}, {"main", newMain}} {
+		if err := writeLines(r.st(f, x.name), x.lines); err != nil {
+			return err
+		}
+	}
+	allSet := set(allNew)
+	var keep []string
+	for _, p := range pre {
+		line, _, _ := strings.Cut(p, "|")
+		if allSet[line] {
+			keep = append(keep, p)
+		}
+	}
+	if err := writeLines(r.st(f, "pre"), keep); err != nil {
+		return err
+	}
+	for _, n := range []string{"routes.new", "rules.new", "main.new", "stale"} {
+		os.Remove(r.st(f, n))
+	}
+	return nil
+}
+
+// removeFamily puts back a displaced default first (it replaces ours, so
+// there is always a default route), then deletes rules and routes, putting
+// back those that were there before the first start.
+func (r *runner) removeFamily(f int) {
+	if f == 4 {
+		saved := r.spath("default4.saved")
+		if b, err := os.ReadFile(saved); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			if err := r.ip(4, append([]string{"route", "replace"}, strings.Fields(string(b))...)...); err != nil {
+				r.logf("could not restore the default route: %s", strings.TrimSpace(string(b)))
+			}
+		}
+		os.Remove(saved)
+	}
+	s, err := r.loadState(f)
+	if err != nil {
+		r.logf("%v", err)
+		return
+	}
+	var del []string
+	for _, l := range missing(s.rulesPre, s.rules) {
+		del = append(del, ruleDel(l))
+	}
+	del = append(del, undoRoutes(s.pre, s.main)...)
+	del = append(del, undoRoutes(s.pre, s.routes)...)
+	if len(del) > 0 {
+		r.batch(f, "del", del, true)
+	}
+	for _, n := range []string{"del", "rules", "main", "routes", "pre", "rules.pre",
+		"routes.new", "rules.new", "main.new", "stale", "err", "exists", "old",
+		"all.new", "rules.ours", "routes.stale", "main.stale", "rules.stale"} {
+		os.Remove(r.st(f, n))
+	}
+}
+
+// saveDefault keeps, once, the IPv4 main default that our metric-0 default
+// replaces (legacy dhclient, network-scripts), to put it back on stop.
+func (r *runner) saveDefault(f int, mainLines []string) error {
+	saved := r.spath("default4.saved")
+	if f != 4 || exists(saved) {
+		return nil
+	}
+	ours := false
+	for _, l := range mainLines {
+		if strings.HasPrefix(l, "route replace default ") {
+			if strings.Contains(l, " metric ") {
+				return nil
+			}
+			if strings.Contains(l, "dev") {
+				ours = true
+			}
+		}
+	}
+	if !ours {
+		return nil
+	}
+	var keep []string
+	// Netlink says whether there is such a default at all, without a
+	// process; `ip` prints it in the form `ip route replace` takes back.
+	if has, err := hasForeignDefault4(); err != nil || has {
+		out, err := r.ipOut(4, "route", "show", "table", "main", "default")
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if l == "" || l[0] == ' ' || l[0] == '\t' || strings.Contains(l, " metric ") ||
+				strings.Contains(l, " proto "+strconv.Itoa(proto)) {
+				continue
+			}
+			keep = append(keep, cleanRoute(l))
+			break
+		}
+	}
+	return writeLines(saved, keep)
+}
+
+// cleanRoute drops the words `ip route show` prints about a route's state
+// (linkdown, offload, expires 300sec, ...), which `ip route replace` refuses.
+func cleanRoute(l string) string {
+	w := strings.Fields(l)
+	out := w[:0]
+	for i := 0; i < len(w); i++ {
+		switch w[i] {
+		case "rt_offload_failed", "rt_offload", "rt_trap", "linkdown", "dead", "offload", "trap":
+			continue
+		case "expires":
+			if i+1 < len(w) && strings.HasSuffix(w[i+1], "sec") {
+				i++
+				continue
+			}
+		}
+		out = append(out, w[i])
+	}
+	return strings.Join(out, " ")
+}
+
+// preRoutes returns "LINE|ROUTE" for each candidate line whose route, the
+// same table, prefix and metric, is in the kernel already: a route-<if> line
+// that ifup or NetworkManager applied before the unit, or the user's own
+// route. ROUTE is that route as `ip route replace` takes it; stop puts it
+// back rather than deleting it. The IPv4 main-table metric-0 default is
+// saveDefault's.
+func (r *runner) preRoutes(f int, cand []string) ([]string, error) {
+	var c []string
+	for _, l := range cand {
+		w := strings.Fields(l)
+		if f == 4 && len(w) > 2 && w[2] == "default" && !strings.Contains(l, " table ") && !strings.Contains(l, " metric ") {
+			continue
+		}
+		c = append(c, l)
+	}
+	if len(c) == 0 {
+		return nil, nil
+	}
+	// Only tables where netlink finds a route of a candidate's prefix are
+	// read with `ip`: at boot that is none or one, not one process each.
+	tables := present(f, c)
+	route := map[string]string{}
+	for _, t := range tables {
+		out, err := r.ipOut(f, "route", "show", "table", t)
+		if err != nil {
+			continue // a table that does not exist yet
+		}
+		for _, rt := range joinNexthops(out) {
+			rt = cleanRoute(rt) + " table " + t
+			if k := routeKey(f, rt); route[k] == "" {
+				route[k] = rt
+			}
+		}
+	}
+	var out []string
+	for _, l := range c {
+		if rt, ok := route[routeKey(f, l)]; ok {
+			out = append(out, l+"|"+rt)
+		}
+	}
+	return out, nil
+}
+
+// joinNexthops puts a multipath route's "nexthop ..." lines onto its first.
+func joinNexthops(out string) []string {
+	var routes []string
+	for _, l := range strings.Split(out, "\n") {
+		if l == "" {
+			continue
+		}
+		if (l[0] == ' ' || l[0] == '\t') && len(routes) > 0 {
+			routes[len(routes)-1] += " " + strings.TrimSpace(l)
+			continue
+		}
+		routes = append(routes, l)
+	}
+	return routes
+}
+
+var routeTypes = map[string]bool{"unicast": true, "local": true, "broadcast": true, "multicast": true,
+	"anycast": true, "blackhole": true, "unreachable": true, "prohibit": true, "throw": true, "nat": true}
+
+// routeKey is a route's table, prefix and metric, which identify it, from a
+// batch line ("route replace ...") or a listed route.
+func routeKey(f int, line string) string {
+	w := strings.Fields(line)
+	i := 0
+	if len(w) > 0 && w[0] == "route" {
+		i = 2
+	}
+	if i < len(w) && routeTypes[w[i]] {
+		i++
+	}
+	if i >= len(w) {
+		return ""
+	}
+	dst := w[i]
+	metric := "0"
+	if f == 4 {
+		dst = strings.TrimSuffix(dst, "/32")
+	} else {
+		dst = strings.TrimSuffix(dst, "/128")
+		metric = "1024"
+	}
+	table := "main"
+	for ; i < len(w)-1; i++ {
+		switch w[i] {
+		case "table":
+			table = w[i+1]
+		case "metric":
+			metric = w[i+1]
+		}
+	}
+	if table == "254" {
+		table = "main"
+	}
+	return table + " " + dst + " " + metric
+}
+
+// undoRoutes turns "route replace" lines into the batch that undoes them:
+// `route replace` of the route that was there before (from pre), else
+// `route del`.
+func undoRoutes(pre, lines []string) []string {
+	was := map[string]string{}
+	for _, p := range pre {
+		if line, rt, ok := strings.Cut(p, "|"); ok {
+			was[line] = rt
+		}
+	}
+	var out []string
+	for _, l := range lines {
+		if rt, ok := was[l]; ok {
+			out = append(out, "route replace "+rt)
+			continue
+		}
+		out = append(out, "route del "+strings.TrimPrefix(l, "route replace "))
+	}
+	return out
+}
+
+func ruleDel(l string) string { return "rule del " + strings.TrimPrefix(l, "rule add ") }
+
+// existsLines returns the lines of a batch that `ip -force -batch` answered
+// with "File exists": it prints a line's errors, then "Command failed FILE:N".
+func existsLines(errlog string, lines []string) []string {
+	var out []string
+	msg := ""
+	for _, l := range strings.Split(errlog, "\n") {
+		if strings.HasPrefix(l, "Command failed ") {
+			w := strings.Fields(l)
+			loc := w[len(w)-1]
+			n, err := strconv.Atoi(loc[strings.LastIndex(loc, ":")+1:])
+			if err == nil && strings.Contains(msg, "File exists") && n >= 1 && n <= len(lines) {
+				out = append(out, lines[n-1])
+			}
+			msg = ""
+			continue
+		}
+		msg += l
+	}
+	return out
+}
+
+// onlyExists says an `ip -force -batch` error log holds only "File exists"
+// answers.
+func onlyExists(errlog string) bool {
+	for _, l := range strings.Split(errlog, "\n") {
+		if l != "" && !strings.Contains(l, "File exists") && !strings.HasPrefix(l, "Command failed") {
+			return false
+		}
+	}
+	return true
+}
+
+func set(lines []string) map[string]bool {
+	m := make(map[string]bool, len(lines))
+	for _, l := range lines {
+		m[l] = true
+	}
+	return m
+}
+
+func dedupe(lines []string) []string {
+	seen := map[string]bool{}
+	out := lines[:0:0]
+	for _, l := range lines {
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// tablesOf returns the tables candidate lines name, sorted ("main" when none).
+func tablesOf(lines []string) []string {
+	var ts []string
+	for _, l := range lines {
+		t := "main"
+		w := strings.Fields(l)
+		for i := 3; i < len(w)-1; i++ {
+			if w[i] == "table" {
+				t = w[i+1]
+			}
+		}
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	return slices.Compact(ts)
+}
