@@ -262,6 +262,10 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fl, args, stdout, stderr); !ok {
 		return code
 	}
+	if err := target.CheckApply(engine); err != nil {
+		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
+		return ExitInvalid
+	}
 	l, code := load(c, stderr)
 	if l == nil {
 		return code

@@ -34,6 +34,12 @@ func TestUsage(t *testing.T) {
 		{[]string{"version"}, 0, "nicpersist " + Version, ""},
 		{[]string{"render", "--root", "/nonexistent-np"}, 2, "", "is not a directory"},
 		{[]string{"render", "--root", "/tmp", "--profile", "/nonexistent-np.toml"}, 2, "", "does not exist"},
+		{[]string{"render", "--root", "/tmp", "--apply", "fast"}, 2, "", `unknown --apply "fast"; use auto, binary or script`},
+		{[]string{"apply"}, 2, "", "want one of start or stop"},
+		{[]string{"apply", "restart"}, 2, "", `unknown action "restart"; want start or stop`},
+		{[]string{"apply", "start", "stop"}, 2, "", "want one of start or stop"},
+		{[]string{"apply", "start", "--wait", "-1"}, 2, "", "--wait -1: want 0 or more seconds"},
+		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop:", ""},
 	} {
 		out, errOut, code := run(c.args...)
 		if code != c.code || !strings.Contains(out, c.stdout) || !strings.Contains(errOut, c.stderrPart) {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nicpersist/nicpersist/render/target"
 )
 
 // Fault injection: a render that cannot finish (full disk, read-only root,
@@ -412,6 +415,18 @@ func TestFaultKill(t *testing.T) {
 	}
 	fc := newFaultCase(t, 10000, "--target", "rhel", "--rhel-stack", "network-scripts")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
+	// A render of a over b writes first a manifest of both (a's header, b's
+	// files, as a's are among b's), so that a render stopped part way
+	// leaves every file it may have written listed.
+	for p := range cleanA {
+		if _, ok := cleanB[p]; !ok {
+			t.Fatalf("%s is rendered for a but not for b; the test assumes a's files are among b's", p)
+		}
+	}
+	preA := maps.Clone(cleanB)
+	_, bodyB, _ := strings.Cut(cleanB[target.Manifest], "\n")
+	headA, _, _ := strings.Cut(cleanA[target.Manifest], "\n")
+	preA[target.Manifest] = headA + "\n" + bodyB
 	outside := faultOutside(t)
 	root := filepath.Join(filepath.Dir(outside), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -449,7 +464,7 @@ func TestFaultKill(t *testing.T) {
 		}
 		got := snapshot(t, root)
 		temps := len(faultTemps(got))
-		faultWhole(t, got, cleanA, cleanB)
+		faultWhole(t, got, cleanA, cleanB, preA)
 		if t.Failed() {
 			t.Fatalf("kill %d (%s after %v, %d temporary files) left a partial tree", i, filepath.Base(prof), delay, temps)
 		}

@@ -409,7 +409,21 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		return err
 	}
 	errs = append(errs, fzOnce("unit", unitText, func() error {
-		out, err := exec.Command("systemd-analyze", "verify", unitPath).CombinedOutput()
+		// verify checks that the unit's programs exist here; this machine
+		// has no /usr/bin/nicpersist, so that one unit is verified with the
+		// path of this test binary in its place.
+		path := unitPath
+		if bytes.Contains(unitText, []byte(target.Binary+" ")) {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			path = filepath.Join(t.TempDir(), target.UnitName)
+			if err := os.WriteFile(path, bytes.ReplaceAll(unitText, []byte(target.Binary+" "), []byte(self+" ")), 0o644); err != nil {
+				return err
+			}
+		}
+		out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
 		if err != nil || len(bytes.TrimSpace(out)) > 0 {
 			return fmt.Errorf("systemd-analyze verify: %v\n%s", err, out)
 		}

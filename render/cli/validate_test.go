@@ -54,11 +54,17 @@ func TestRenderedUnit(t *testing.T) {
 			for _, o := range opts {
 				got[o.Section+"."+o.Name] = o.Value
 			}
+			// --apply auto: the binary when the root has it, else the script.
+			start, stop := "/bin/sh /etc/nicpersist/apply.sh start", "/bin/sh /etc/nicpersist/apply.sh stop"
+			if _, err := os.Stat(filepath.Join(testdataDir, name, "root/usr/bin/nicpersist")); err == nil {
+				start, stop = "/usr/bin/nicpersist apply start --dir /etc/nicpersist", "/usr/bin/nicpersist apply stop --dir /etc/nicpersist"
+			}
 			for k, v := range map[string]string{
 				"Service.Type":            "oneshot",
 				"Service.RemainAfterExit": "yes",
-				"Service.ExecStart":       "/bin/sh /etc/nicpersist/apply.sh start",
-				"Service.ExecStop":        "/bin/sh /etc/nicpersist/apply.sh stop",
+				"Service.ExecStart":       start,
+				"Service.ExecReload":      start,
+				"Service.ExecStop":        stop,
 				"Unit.After":              "network-online.target NetworkManager.service network.service systemd-networkd.service",
 				"Unit.Wants":              "network-online.target",
 				"Install.WantedBy":        "multi-user.target",

@@ -27,17 +27,25 @@ const (
 // is several times faster at boot, but a unit must not name a program the
 // machine will not have: auto takes it only when the root has it.
 func DetectApply(t Tree, mode string) (engine, reason string, err error) {
-	switch mode {
-	case ApplyBinary, ApplyScript:
+	if err := CheckApply(mode); err != nil {
+		return "", "", err
+	}
+	if mode != "auto" {
 		return mode, "--apply " + mode, nil
-	case "auto":
-	default:
-		return "", "", fmt.Errorf("unknown --apply %q; use auto, %s or %s", mode, ApplyBinary, ApplyScript)
 	}
 	if t.Exists(strings.TrimPrefix(Binary, "/")) {
 		return ApplyBinary, Binary + " is in the root", nil
 	}
-	return ApplyScript, "no " + Binary + " in the root; the unit runs the rendered apply.sh (install nicpersist there and render again for the faster binary)", nil
+	return ApplyScript, "no " + Binary + " in the root (install nicpersist there and render again for the faster binary)", nil
+}
+
+// CheckApply says whether mode is one --apply takes.
+func CheckApply(mode string) error {
+	switch mode {
+	case "auto", ApplyBinary, ApplyScript:
+		return nil
+	}
+	return fmt.Errorf("unknown --apply %q; use auto, %s or %s", mode, ApplyBinary, ApplyScript)
 }
 
 var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true, "amzn": false}

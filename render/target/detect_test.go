@@ -76,3 +76,27 @@ func TestDetect(t *testing.T) {
 		t.Error("unknown stack accepted")
 	}
 }
+
+func TestDetectApply(t *testing.T) {
+	withBin := fakeTree{"usr/bin/nicpersist": "\x7fELF"}
+	for _, c := range []struct {
+		tree         fakeTree
+		mode, engine string
+		err          string
+	}{
+		{fakeTree{}, "auto", ApplyScript, ""},
+		{withBin, "auto", ApplyBinary, ""},
+		{fakeTree{"usr/local/bin/nicpersist": "x"}, "auto", ApplyScript, ""},
+		{fakeTree{}, "binary", ApplyBinary, ""},
+		{withBin, "script", ApplyScript, ""},
+		{withBin, "fast", "", `unknown --apply "fast"; use auto, binary or script`},
+	} {
+		engine, reason, err := DetectApply(c.tree, c.mode)
+		if engine != c.engine || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("DetectApply(%v, %q) = %q, %v; want %q, %q", c.tree, c.mode, engine, err, c.engine, c.err)
+		}
+		if err == nil && reason == "" {
+			t.Errorf("DetectApply(%v, %q): no reason given", c.tree, c.mode)
+		}
+	}
+}
