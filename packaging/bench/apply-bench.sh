@@ -1,24 +1,31 @@
 #!/bin/bash
-# Boot-time apply benchmark: the rendered unit's ExecStart (apply.sh start)
-# against the same routes and rules applied as an rc.local does (one `ip`
-# process per object) and as one bare `ip -batch` (the floor).
+# Boot-time apply benchmark: the rendered unit's ExecStart, as the packages
+# install it (nicpersist apply start) and as a root without the binary has it
+# (apply.sh start), against the same routes and rules applied as an rc.local
+# does (one `ip` process per object) and as one bare `ip -batch` (the floor).
 #
 #   sudo bash packaging/bench/apply-bench.sh [--sizes "10 100 1000 10000"]
 #        [--runs 5] [--nicpersist BIN] [--no-hyperfine]
 #
 # For each size N it renders a profile of N routes and N/2 rules (four
 # interfaces, max(2, N/100) tables; N=1000 is the issue's 1,000 routes and
-# 500 rules) with --target systemd, and times each variant in a network
-# namespace of its own, made anew (links, addresses, empty tables) before
-# every run and deleted on exit:
-#   apply     ip netns exec NS <ExecStart of nicpersist.service, /etc/nicpersist
-#             mapped to the render root>, NICPERSIST_STATE a fresh directory
+# 500 rules) with --target systemd, once with --apply binary and once with
+# --apply script, and times each variant in a network namespace of its own,
+# made anew (links, addresses, empty tables) before every run and deleted on
+# exit:
+#   apply     ip netns exec NS <ExecStart of the --apply binary unit:
+#             /usr/bin/nicpersist mapped to BIN, /etc/nicpersist to the root>
+#   apply.sh  ip netns exec NS <ExecStart of the --apply script unit>
 #   rc.local  ip netns exec NS sh rc.local   (ip route add ... / ip rule add ...)
 #   floor     ip netns exec NS ip -batch FILE (the same lines, one process)
-# Each variant's result is checked (every route and rule is in the kernel)
-# before it is timed. Times are medians over --runs runs (hyperfine when it
-# is installed, else date +%s%N); the rc.local runs of sizes over 2,000
-# objects are cut to 2, as they take seconds each.
+# Both applies get a fresh state directory (--state; NICPERSIST_STATE for
+# apply.sh) on a tmpfs
+# (/dev/shm) as /run is at boot; BIN is built with CGO_ENABLED=0 as the
+# packages build it. Each variant's
+# result is checked (every route and rule is in the kernel) before it is
+# timed. Times are medians over --runs runs (hyperfine when it is installed,
+# else date +%s%N); the rc.local and apply.sh runs of sizes over 2,000
+# objects are cut to 2, as they take long.
 # Goals (issue #4, at 1,000 routes + 500 rules): rc.local/apply >= 50 and
 # apply/floor <= 1.5.
 set -euo pipefail
@@ -44,17 +51,22 @@ for t in ip awk sed sort; do
 done
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/np-apply-bench.XXXXXX)
+# The unit's state is in /run, a tmpfs at boot; keep the benchmark's on one
+# too where there is one.
+run=$work
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then run=$(mktemp -d /dev/shm/np-apply-bench.XXXXXX); fi
 ns=np-bench-$$
 cleanup() {
 	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$work"
+	rm -rf "$work" "$run"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$bin" ]; then
 	export PATH=$PATH:/usr/local/go/bin
-	(cd "$repo" && go build -o "$work/nicpersist" ./cmd/nicpersist)
+	# As the packages build it: static, so no dynamic loader at boot.
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$work/nicpersist" ./cmd/nicpersist)
 	bin=$work/nicpersist
 fi
 hf=""
@@ -109,7 +121,7 @@ count() {
 timeit() {
 	name=$1 n=$2
 	shift 2
-	state="$work/state-$name"
+	state="$run/state-$name"
 	if [ -n "$hf" ]; then
 		hyperfine -N --style none --runs "$n" --prepare "bash $work/reset.sh $state" \
 			--export-csv "$work/$name.csv" "$*" >/dev/null 2>"$work/$name.hf.err" || {
@@ -129,35 +141,47 @@ timeit() {
 }
 
 printf 'nicpersist apply benchmark: %s, %s links, median of %s runs (%s)\n' "$(uname -r)" "$link_type" "$runs" "${hf:-date +%s%N}"
-printf '%8s %7s %6s %10s %12s %10s %15s %12s %9s\n' objects routes rules apply_ms rc.local_ms floor_ms rc.local/apply apply/floor procs
+printf '%8s %7s %6s %9s %11s %12s %9s %15s %12s %11s %11s\n' objects routes rules apply_ms apply.sh_ms rc.local_ms floor_ms rc.local/apply apply/floor apply_procs script_procs
 summary=""
 prev_objs="" prev_apply=""
 for n in $sizes; do
 	dir="$work/n$n"
-	mkdir -p "$dir/root"
-	profile "$n" >"$dir/profile.toml"
-	"$bin" render --root "$dir/root" --profile "$dir/profile.toml" --target systemd >/dev/null 2>"$dir/render.err" ||
-		{ cat "$dir/render.err" >&2; exit 1; }
-	etc="$dir/root/etc/nicpersist"
-	exec_start=$(sed -n 's/^ExecStart=//p' "$dir/root/etc/systemd/system/nicpersist.service")
-	exec_start=${exec_start//\/etc\/nicpersist\//$etc/}
+	profile "$n" >"$dir.toml"
+	# exec_start ENGINE: the rendered unit's ExecStart with the paths of
+	# this run.
+	exec_start() {
+		local root="$dir/$1" cmd
+		mkdir -p "$root"
+		"$bin" render --root "$root" --profile "$dir.toml" --target systemd --apply "$1" >/dev/null 2>"$dir.render.err" ||
+			{ cat "$dir.render.err" >&2; exit 1; }
+		cmd=$(sed -n 's/^ExecStart=//p' "$root/etc/systemd/system/nicpersist.service")
+		cmd=${cmd//\/etc\/nicpersist/$root/etc/nicpersist}
+		echo "${cmd//\/usr\/bin\/nicpersist/$bin}"
+	}
+	bin_start=$(exec_start binary)
+	sh_start=$(exec_start script)
+	etc="$dir/binary/etc/nicpersist"
 	objs=$(cat "$etc"/ip*.batch | grep -c -v -e '^#' -e '^$')
 	routes=$(cat "$etc"/ip*.batch | grep -c '^route ')
 	rules=$((objs - routes))
 	# rc.local: one ip process per object; the floor: the same lines, one ip.
-	awk '/^#/ || !NF { next } { sub(/^route replace /, "route add "); print }' "$etc"/ip4.batch >"$dir/floor.batch"
+	awk '/^#/ || !NF { next } { sub(/^route replace /, "route add "); print }' "$etc"/ip4.batch >"$dir.floor.batch"
 	{
 		echo "#!/bin/sh"
-		sed 's/^/ip /' "$dir/floor.batch"
-	} >"$dir/rc.local"
-	apply_cmd="ip netns exec $ns env NICPERSIST_STATE=$work/state-apply NICPERSIST_WAIT=10 $exec_start"
-	rc_cmd="ip netns exec $ns sh $dir/rc.local"
-	floor_cmd="ip netns exec $ns ip -batch $dir/floor.batch"
+		sed 's/^/ip /' "$dir.floor.batch"
+	} >"$dir.rc.local"
+	# systemd gives the unit its state directory in the environment; the
+	# binary takes it as a flag, which spares an env process here.
+	apply_cmd="ip netns exec $ns $bin_start --state $run/state-apply --wait 10"
+	sh_cmd="ip netns exec $ns env NICPERSIST_STATE=$run/state-sh NICPERSIST_WAIT=10 $sh_start"
+	rc_cmd="ip netns exec $ns sh $dir.rc.local"
+	floor_cmd="ip netns exec $ns ip -batch $dir.floor.batch"
 	# Check that each variant applies every object.
-	for v in apply rc floor; do
-		bash "$work/reset.sh" "$work/state-$v"
+	for v in apply sh rc floor; do
+		bash "$work/reset.sh" "$run/state-$v"
 		case $v in
-		apply) eval "${apply_cmd/state-apply/state-$v}" ;;
+		apply) eval "$apply_cmd" ;;
+		sh) eval "$sh_cmd" ;;
 		rc) eval "$rc_cmd" ;;
 		floor) eval "$floor_cmd" ;;
 		esac
@@ -166,35 +190,42 @@ for n in $sizes; do
 		# reply_via_self is not used, so every route is in a table 2000+.
 		[ "$got" = "$want" ] || { echo "apply-bench: $v applied $got routes/rules at N=$n, want $want" >&2; exit 1; }
 	done
-	procs=-
-	if command -v strace >/dev/null; then
-		bash "$work/reset.sh" "$work/state-apply"
+	# procs CMD: the processes CMD starts (strace -f execve), itself included.
+	procs() {
+		command -v strace >/dev/null || { echo -; return; }
+		bash "$work/reset.sh" "$1"
 		# shellcheck disable=SC2086
-		ip netns exec "$ns" strace -f -qq -e trace=execve -o "$work/strace" ${apply_cmd#ip netns exec $ns } >/dev/null 2>&1 || true
-		procs=$(grep -c 'execve(.*= 0$' "$work/strace" || true)
-	fi
-	rc_runs=$runs
-	[ "$objs" -gt 2000 ] && rc_runs=2
+		# -z: successful calls only, not a shell's tries along PATH.
+		ip netns exec "$ns" strace -f -qq -z -e trace=execve -o "$work/strace" ${2#ip netns exec $ns } >/dev/null 2>&1 || true
+		grep -c 'execve(' "$work/strace" || true
+	}
+	ap=$(procs "$run/state-apply" "$apply_cmd")
+	sp=$(procs "$run/state-sh" "$sh_cmd")
+	slow_runs=$runs
+	[ "$objs" -gt 2000 ] && slow_runs=2
 	# shellcheck disable=SC2086
 	a=$(timeit apply "$runs" $apply_cmd)
 	# shellcheck disable=SC2086
-	r=$(timeit rc "$rc_runs" $rc_cmd)
+	s=$(timeit sh "$slow_runs" $sh_cmd)
+	# shellcheck disable=SC2086
+	r=$(timeit rc "$slow_runs" $rc_cmd)
 	# shellcheck disable=SC2086
 	f=$(timeit floor "$runs" $floor_cmd)
-	printf '%8d %7d %6d %10.1f %12.1f %10.1f %15.1f %12.2f %9s\n' "$objs" "$routes" "$rules" "$a" "$r" "$f" \
-		"$(awk -v r="$r" -v a="$a" 'BEGIN { print r / a }')" "$(awk -v a="$a" -v f="$f" 'BEGIN { print a / f }')" "$procs"
+	printf '%8d %7d %6d %9.1f %11.1f %12.1f %9.1f %15.1f %12.2f %11s %11s\n' "$objs" "$routes" "$rules" "$a" "$s" "$r" "$f" \
+		"$(awk -v r="$r" -v a="$a" 'BEGIN { print r / a }')" "$(awk -v a="$a" -v f="$f" 'BEGIN { print a / f }')" "$ap" "$sp"
 	if [ -n "$prev_objs" ]; then
-		summary+=$(printf '  %d -> %d objects (x%.0f): apply x%.2f\n' "$prev_objs" "$objs" \
-			"$(awk -v a="$objs" -v b="$prev_objs" 'BEGIN { print a / b }')" "$(awk -v a="$a" -v b="$prev_apply" 'BEGIN { print a / b }')")$'\n'
+		summary+=$(printf '  %d -> %d objects (x%.0f): apply x%.2f, floor x%.2f\n' "$prev_objs" "$objs" \
+			"$(awk -v a="$objs" -v b="$prev_objs" 'BEGIN { print a / b }')" "$(awk -v a="$a" -v b="$prev_apply" 'BEGIN { print a / b }')" \
+			"$(awk -v a="$f" -v b="$prev_floor" 'BEGIN { print a / b }')")$'\n'
 	fi
-	prev_objs=$objs prev_apply=$a
+	prev_objs=$objs prev_apply=$a prev_floor=$f
 	if [ "$n" = 1000 ]; then
 		goal=$(awk -v r="$r" -v a="$a" -v f="$f" 'BEGIN {
 			printf "goal at 1,000 routes + 500 rules: rc.local/apply = %.1f (want >= 50: %s), apply/floor = %.2f (want <= 1.5: %s)",
 				r / a, (r / a >= 50 ? "met" : "MISSED"), a / f, (a / f <= 1.5 ? "met" : "MISSED") }')
 	fi
 done
-echo "growth of apply.sh:"
+echo "growth of nicpersist apply:"
 printf '%s' "$summary"
 [ -n "${goal:-}" ] && echo "$goal"
-echo "procs: processes apply.sh starts (strace -f execve), a fixed ~1 ms each here"
+echo "procs: processes each apply starts, itself included (strace -f execve)"

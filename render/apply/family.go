@@ -86,9 +86,10 @@ func (r *runner) batch(f int, name string, lines []string, force bool) (errlog s
 	return eb.String(), err
 }
 
-// applyFamily applies routes in nicpersist's tables, then rules, then the
-// main table, each step make-before-break, and then removes what an earlier
-// start applied and this one does not.
+// applyFamily applies routes in nicpersist's tables and the rules, then the
+// main table (make-before-break: the main table changes only once the
+// tables and rules it may depend on are in), and then removes what an
+// earlier start applied and this one does not.
 func (r *runner) applyFamily(f int) error {
 	var newRoutes, newRules, newMain []string
 	if b, err := readLines(r.path(fmt.Sprintf("ip%d.batch", f))); err != nil {
@@ -103,37 +104,46 @@ func (r *runner) applyFamily(f int) error {
 	if err != nil {
 		return err
 	}
+	if len(newRoutes)+len(newRules)+len(newMain)+len(s.routes)+len(s.rules)+len(s.main)+len(s.pre)+len(s.rulesPre) == 0 {
+		return nil // a family the profile does not use, now or before
+	}
+	// put writes a state file only when it changes; an absent file reads
+	// as empty.
+	put := func(name string, was, now []string) error {
+		if slices.Equal(was, now) {
+			return nil
+		}
+		return writeLines(r.st(f, name), now)
+	}
 	old := append(append([]string(nil), s.routes...), s.main...)
 	allNew := append(append([]string(nil), newRoutes...), newMain...)
-	pre, err := r.preRoutes(f, missing(old, allNew))
+	found, err := r.preRoutes(f, missing(old, allNew))
 	if err != nil {
 		return err
 	}
-	pre = append(append([]string(nil), s.pre...), pre...)
+	pre := append(append([]string(nil), s.pre...), found...)
 	// What an earlier start added (as opposed to found), for stale removal.
 	rulesOurs := missing(s.rulesPre, s.rules)
 	routesStale := missing(allNew, s.routes)
 	mainStale := missing(allNew, s.main)
 	rulesStale := missing(newRules, rulesOurs)
-	if err := writeLines(r.st(f, "pre"), pre); err != nil {
+	if err := put("pre", s.pre, pre); err != nil {
 		return err
 	}
 
-	if err := writeLines(r.st(f, "routes"), union(s.routes, newRoutes)); err != nil {
+	// Routes and rules go in one `ip -force -batch`: a rule that is there
+	// already answers "File exists", which is not a failure; any other
+	// error is, and then stop removes all of it (ip goes on past a failed
+	// route, so its rules are applied and taken away again).
+	if err := put("routes", s.routes, union(s.routes, newRoutes)); err != nil {
 		return err
 	}
-	if len(newRoutes) > 0 {
-		if _, err := r.batch(f, "routes.new", newRoutes, false); err != nil {
-			return fmt.Errorf("ip -%d -batch %s: %w", f, r.st(f, "routes.new"), err)
-		}
-	}
-	if err := writeLines(r.st(f, "rules"), union(s.rules, newRules)); err != nil {
+	if err := put("rules", s.rules, union(s.rules, newRules)); err != nil {
 		return err
 	}
 	rulesPre := []string{}
-	if len(newRules) > 0 {
-		// An identical rule answers "File exists"; anything else fails.
-		errlog, err := r.batch(f, "rules.new", newRules, true)
+	if tables := append(append([]string(nil), newRoutes...), newRules...); len(tables) > 0 {
+		errlog, err := r.batch(f, "tables.new", tables, true)
 		// Rules that were there before a start added them are not ours,
 		// and stay not ours while the files hold them.
 		newSet := set(newRules)
@@ -142,18 +152,18 @@ func (r *runner) applyFamily(f int) error {
 				rulesPre = append(rulesPre, l)
 			}
 		}
-		rulesPre = dedupe(append(rulesPre, missing(rulesOurs, existsLines(errlog, newRules))...))
-		if werr := writeLines(r.st(f, "rules.pre"), rulesPre); werr != nil {
+		rulesPre = dedupe(append(rulesPre, missing(rulesOurs, existsLines(errlog, tables))...))
+		if werr := put("rules.pre", s.rulesPre, rulesPre); werr != nil {
 			return werr
 		}
 		if err != nil && !onlyExists(errlog) {
 			io.WriteString(r.Stderr, errlog)
-			return fmt.Errorf("ip -%d -batch %s: %w", f, r.st(f, "rules.new"), err)
+			return fmt.Errorf("ip -%d -force -batch %s: %w", f, r.st(f, "tables.new"), err)
 		}
-	} else if err := writeLines(r.st(f, "rules.pre"), nil); err != nil {
+	} else if err := put("rules.pre", s.rulesPre, nil); err != nil {
 		return err
 	}
-	if err := writeLines(r.st(f, "main"), union(s.main, newMain)); err != nil {
+	if err := put("main", s.main, union(s.main, newMain)); err != nil {
 		return err
 	}
 	if len(newMain) > 0 {
@@ -172,10 +182,10 @@ func (r *runner) applyFamily(f int) error {
 		r.batch(f, "stale", stale, true)
 	}
 	for _, x := range []struct {
-		name  string
-		lines []string
-	}{{"routes", newRoutes}, {"rules", newRules}, {"main", newMain}} {
-		if err := writeLines(r.st(f, x.name), x.lines); err != nil {
+		name     string
+		was, now []string
+	}{{"routes", union(s.routes, newRoutes), newRoutes}, {"rules", union(s.rules, newRules), newRules}, {"main", union(s.main, newMain), newMain}} {
+		if err := put(x.name, x.was, x.now); err != nil {
 			return err
 		}
 	}
@@ -187,10 +197,10 @@ func (r *runner) applyFamily(f int) error {
 			keep = append(keep, p)
 		}
 	}
-	if err := writeLines(r.st(f, "pre"), keep); err != nil {
+	if err := put("pre", pre, keep); err != nil {
 		return err
 	}
-	for _, n := range []string{"routes.new", "rules.new", "main.new", "stale"} {
+	for _, n := range []string{"tables.new", "main.new", "stale"} {
 		os.Remove(r.st(f, n))
 	}
 	return nil
@@ -224,7 +234,7 @@ func (r *runner) removeFamily(f int) {
 		r.batch(f, "del", del, true)
 	}
 	for _, n := range []string{"del", "rules", "main", "routes", "pre", "rules.pre",
-		"routes.new", "rules.new", "main.new", "stale", "err", "exists", "old",
+		"tables.new", "routes.new", "rules.new", "main.new", "stale", "err", "exists", "old",
 		"all.new", "rules.ours", "routes.stale", "main.stale", "rules.stale"} {
 		os.Remove(r.st(f, n))
 	}
@@ -463,21 +473,4 @@ func dedupe(lines []string) []string {
 		}
 	}
 	return out
-}
-
-// tablesOf returns the tables candidate lines name, sorted ("main" when none).
-func tablesOf(lines []string) []string {
-	var ts []string
-	for _, l := range lines {
-		t := "main"
-		w := strings.Fields(l)
-		for i := 3; i < len(w)-1; i++ {
-			if w[i] == "table" {
-				t = w[i+1]
-			}
-		}
-		ts = append(ts, t)
-	}
-	slices.Sort(ts)
-	return slices.Compact(ts)
 }

@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/netip"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,17 +81,20 @@ func dumpRoutes(f int) ([]kroute, error) {
 	return out, nil
 }
 
-// candKey is a batch line's table and prefix; ok is false when the line does
-// not say them in a form this reads (then its table is read with `ip`).
-func candKey(f int, line string) (table uint32, dst netip.Prefix, ok bool) {
+// candKey is a batch line's table, as the line names it ("main" when it
+// names none) and as a number, and its prefix; ok is false when the line
+// does not say them in a form this reads (then its table is read with `ip`).
+func candKey(f int, line string) (name string, table uint32, dst netip.Prefix, ok bool) {
 	w := strings.Fields(line)
+	name = "main"
 	i := 2 // "route replace"
 	if i < len(w) && routeTypes[w[i]] {
 		i++
 	}
 	if i >= len(w) {
-		return 0, netip.Prefix{}, false
+		return name, 0, dst, false
 	}
+	ok = true
 	switch s := w[i]; {
 	case s == "default" && f == 4:
 		dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
@@ -99,66 +102,54 @@ func candKey(f int, line string) (table uint32, dst netip.Prefix, ok bool) {
 		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	case strings.Contains(s, "/"):
 		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return 0, dst, false
-		}
+		ok = err == nil
 		dst = p.Masked()
 	default:
 		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return 0, dst, false
-		}
+		ok = err == nil
 		dst = netip.PrefixFrom(a, a.BitLen())
 	}
 	table = 254
 	for ; i < len(w)-1; i++ {
-		if w[i] == "table" {
-			if w[i+1] == "main" {
-				table = 254
-				continue
-			}
-			n, err := strconv.ParseUint(w[i+1], 10, 32)
-			if err != nil {
-				return 0, dst, false
-			}
-			table = uint32(n)
+		if w[i] != "table" {
+			continue
 		}
+		name = w[i+1]
+		if name == "main" {
+			table = 254
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 32)
+		if err != nil {
+			ok = false
+		}
+		table = uint32(n)
 	}
-	return table, dst, true
+	return name, table, dst, ok
 }
 
-// present returns the tables (as the lines name them) in which the kernel
-// has a route of a candidate line's table and prefix. The metric is left
-// out, so it never misses one; routeKey then decides on the text. When
+// present returns, sorted, the tables (as the lines name them) in which the
+// kernel has a route of a candidate line's table and prefix. The metric is
+// left out, so it never misses one; routeKey then decides on the text. When
 // netlink fails, every candidate table is read.
 func present(f int, cand []string) []string {
-	all := tablesOf(cand)
-	krs, err := dumpRoutes(f)
-	if err != nil {
-		return all
-	}
 	type key struct {
 		table uint32
 		dst   netip.Prefix
 	}
+	krs, err := dumpRoutes(f)
 	in := make(map[key]bool, len(krs))
 	for _, k := range krs {
 		in[key{k.table, k.dst}] = true
 	}
 	want := map[string]bool{}
 	for _, l := range cand {
-		t, dst, ok := candKey(f, l)
-		if !ok || in[key{t, dst}] {
-			want[tablesOf([]string{l})[0]] = true
+		name, t, dst, ok := candKey(f, l)
+		if err != nil || !ok || in[key{t, dst}] {
+			want[name] = true
 		}
 	}
-	var out []string
-	for _, t := range all {
-		if want[t] {
-			out = append(out, t)
-		}
-	}
-	return out
+	return slices.Sorted(maps.Keys(want))
 }
 
 // hasForeignDefault4 says whether the main table has an IPv4 default of
@@ -184,29 +175,120 @@ func (r *runner) waitLinks() error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(r.Wait)
+	type want struct{ dev, addr string }
+	var wants []want
 	for _, l := range lines {
-		w := strings.Fields(l)
-		if len(w) < 2 || strings.HasPrefix(w[0], "#") {
-			continue
+		if w := strings.Fields(l); len(w) >= 2 && !strings.HasPrefix(w[0], "#") {
+			wants = append(wants, want{w[0], w[1]})
 		}
-		dev, addr := w[0], w[1]
-		for !linkReady(dev, addr) {
-			if !time.Now().Before(deadline) {
-				r.logf("%s is not up with address %s after %v", dev, addr, r.Wait)
-				return fmt.Errorf("%s is not up with address %s", dev, addr)
-			}
-			time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(r.Wait)
+	for len(wants) > 0 {
+		ls, err := readLinks()
+		for err == nil && len(wants) > 0 && ls.ready(wants[0].dev, wants[0].addr) {
+			wants = wants[1:]
 		}
+		if len(wants) == 0 {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			r.logf("%s is not up with address %s after %v", wants[0].dev, wants[0].addr, r.Wait)
+			return fmt.Errorf("%s is not up with address %s", wants[0].dev, wants[0].addr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
 }
 
-// linkReady says a link is administratively up and has the address, and,
-// for IPv6, that the address has passed duplicate address detection.
-func linkReady(dev, addr string) bool {
-	ifi, err := net.InterfaceByName(dev)
-	if err != nil || ifi.Flags&net.FlagUp == 0 {
+// links is the kernel's links and addresses at one moment, from two
+// netlink dumps.
+type links struct {
+	up    map[string]bool        // name: IFF_UP
+	index map[string]int32       // name: ifindex
+	addrs map[int32][]netip.Addr // ifindex: addresses, without the tentative ones
+}
+
+func readLinks() (*links, error) {
+	ls := &links{up: map[string]bool{}, index: map[string]int32{}, addrs: map[int32][]netip.Addr{}}
+	b, err := syscall.NetlinkRIB(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
+			continue
+		}
+		// struct ifinfomsg: family, pad, type (2), index (4), flags (4), change (4)
+		idx := int32(binary.NativeEndian.Uint32(m.Data[4:8]))
+		flags := binary.NativeEndian.Uint32(m.Data[8:12])
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == syscall.IFLA_IFNAME {
+				name := strings.TrimRight(string(a.Value), "\x00")
+				ls.up[name] = flags&syscall.IFF_UP != 0
+				ls.index[name] = idx
+			}
+		}
+	}
+	if b, err = syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_UNSPEC); err != nil {
+		return nil, err
+	}
+	if msgs, err = syscall.ParseNetlinkMessage(b); err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWADDR || len(m.Data) < syscall.SizeofIfAddrmsg {
+			continue
+		}
+		// struct ifaddrmsg: family, prefixlen, flags, scope, index (4)
+		flags := uint32(m.Data[2])
+		idx := int32(binary.NativeEndian.Uint32(m.Data[4:8]))
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, err
+		}
+		var addr, local netip.Addr
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case syscall.IFA_ADDRESS:
+				addr, _ = netip.AddrFromSlice(a.Value)
+			case syscall.IFA_LOCAL:
+				local, _ = netip.AddrFromSlice(a.Value)
+			case ifaFlags:
+				if len(a.Value) == 4 {
+					flags = binary.NativeEndian.Uint32(a.Value)
+				}
+			}
+		}
+		// IFA_LOCAL is the address itself on point-to-point links, where
+		// IFA_ADDRESS is the peer's.
+		if local.IsValid() {
+			addr = local
+		}
+		if addr.IsValid() && flags&syscall.IFA_F_TENTATIVE == 0 {
+			ls.addrs[idx] = append(ls.addrs[idx], addr)
+		}
+	}
+	return ls, nil
+}
+
+// ifaFlags is IFA_FLAGS, the 32-bit flags (the header's are 8 bits).
+const ifaFlags = 8
+
+// ready says a link is administratively up and has the address ("-": any
+// or none), and for IPv6 that the address passed duplicate address
+// detection.
+func (ls *links) ready(dev, addr string) bool {
+	if !ls.up[dev] {
 		return false
 	}
 	if addr == "-" {
@@ -216,38 +298,5 @@ func linkReady(dev, addr string) bool {
 	if err != nil {
 		return false
 	}
-	if want.Is6() {
-		return v6Ready(dev, want)
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if got, ok := netip.AddrFromSlice(n.IP); ok && got.Unmap() == want {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// v6Ready reads /proc/net/if_inet6 (address, index, prefix length, scope,
-// flags, name) for the address without IFA_F_TENTATIVE.
-func v6Ready(dev string, want netip.Addr) bool {
-	b, err := os.ReadFile("/proc/net/if_inet6")
-	if err != nil {
-		return false
-	}
-	hex := fmt.Sprintf("%x", want.AsSlice())
-	for _, l := range strings.Split(string(b), "\n") {
-		w := strings.Fields(l)
-		if len(w) < 6 || w[5] != dev || w[0] != hex {
-			continue
-		}
-		flags, err := strconv.ParseUint(w[4], 16, 32)
-		return err == nil && flags&0x40 == 0 // IFA_F_TENTATIVE
-	}
-	return false
+	return slices.Contains(ls.addrs[ls.index[dev]], want)
 }
