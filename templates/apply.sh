@@ -19,6 +19,19 @@ proto=241
 
 log() { echo "nicpersist: $*" >&2; }
 
+# clean_route drops the words `ip route show` prints about a route's state
+# (linkdown, offload, expires 300sec, ...), which `ip route replace` refuses;
+# whole words only, so a link named deadnet keeps its name.
+clean_route() {
+	awk '{ out = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^(rt_offload_failed|rt_offload|rt_trap|linkdown|dead|offload|trap)$/) continue
+			if ($i == "expires" && $(i + 1) ~ /sec$/) { i++; continue }
+			out = out (out == "" ? "" : " ") $i
+		}
+		print out }'
+}
+
 # section FILE NAME prints the lines of one "#@ NAME" section of a batch file.
 section() {
 	[ -f "$1" ] || return 0
@@ -92,6 +105,9 @@ nat() {
 	# 1.4.21), so ask it separately.
 	"$cmd-restore" -w --test </dev/null >/dev/null 2>&1 && rw=-w
 	if [ -f "$rules" ]; then
+		# The mark nicpersist apply reads: a later start without rules
+		# removes the chain.
+		: >"$state/nat$1"
 		"$cmd-restore" $rw --noflush <"$rules" || return 1
 		"$cmd" $w -t nat -C POSTROUTING -j NICPERSIST-POSTROUTING 2>/dev/null ||
 			"$cmd" $w -t nat -I POSTROUTING 1 -j NICPERSIST-POSTROUTING || return 1
@@ -103,6 +119,7 @@ nat() {
 nat_remove() {
 	cmd=iptables
 	[ "$1" = 6 ] && cmd=ip6tables
+	rm -f "$state/nat$1"
 	command -v "$cmd" >/dev/null 2>&1 || return 0
 	w=""
 	"$cmd" -w -L -n -t nat >/dev/null 2>&1 && w=-w
@@ -122,9 +139,8 @@ save_default() {
 	section "$here/ip4.batch" main | grep -q '^route replace default .*dev' || return 0
 	section "$here/ip4.batch" main | grep '^route replace default ' | grep -q ' metric ' && return 0
 	ip -4 route show table main default 2>/dev/null |
-		grep -v -e ' metric ' -e " proto $proto" -e '^[[:space:]]' |
-		sed -e 's/ linkdown//g' -e 's/ dead//g' -e 's/ offload//g' -e 's/ trap//g' -e 's/ rt_offload//g' |
-		head -n 1 >"$state/default4.saved.tmp" && mv "$state/default4.saved.tmp" "$state/default4.saved"
+		grep -v -e ' metric ' -e " proto $proto" -e '^[[:space:]]' | head -n 1 |
+		clean_route >"$state/default4.saved.tmp" && mv "$state/default4.saved.tmp" "$state/default4.saved"
 }
 
 # only_exists FILE: an `ip -force -batch` error log holds only "File exists"
@@ -167,8 +183,7 @@ pre_routes() {
 				awk -v t="$t" '/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
 					{ if (cur != "") print cur " table " t; cur = $0 }
 					END { if (cur != "") print cur " table " t }'
-		done | sed -e 's/  */ /g' -e 's/ rt_offload_failed//g' -e 's/ rt_offload//g' -e 's/ rt_trap//g' \
-			-e 's/ linkdown//g' -e 's/ dead//g' -e 's/ offload//g' -e 's/ trap//g' -e 's/ expires [0-9]*sec//g' >"$st.dump"
+		done | clean_route >"$st.dump"
 		awk -v fam="$f" '
 			# key: table, prefix and metric, which identify a route.
 			function key(line,   n, w, i, dst, table, metric) {

@@ -248,3 +248,37 @@ func delSourceRule(t *testing.T, tp *topology, root string, f family) {
 	}
 	t.Fatalf("%s: no source rule for %s in ip%d.batch", f, f.eth1, f.n)
 }
+
+// TestEnginesShareState starts the unit with one engine and reloads and
+// stops it with the other, as happens when nicpersist is installed (or
+// removed) and the root rendered again while the unit runs: both read and
+// write the same state files, so the machine ends where it began.
+func TestEnginesShareState(t *testing.T) {
+	need(t)
+	t.Parallel()
+	for _, order := range [][2]string{{"script", "binary"}, {"binary", "script"}} {
+		t.Run(order[0]+"-then-"+order[1], func(t *testing.T) {
+			t.Parallel()
+			first := readUnit(t, render(t, e2eProfile, "systemd", "", order[0]))
+			second := readUnit(t, render(t, e2eProfile, "systemd", "", order[1]))
+			state := filepath.Join(t.TempDir(), "state")
+			tp := newTopology(t, topoOpts{})
+			unitRun := func(what string, cmds [][]string) {
+				t.Helper()
+				if out, err := execUnit(tp.vm, state, cmds); err != nil {
+					t.Fatalf("%s: %v\n%s", what, err, out)
+				}
+			}
+			s0 := snapshot(t, tp.vm)
+			unitRun(order[0]+" ExecStart", first.start)
+			s1 := snapshot(t, tp.vm)
+			for _, f := range []family{v4, v6} {
+				throughVM(t, tp, f)
+			}
+			unitRun(order[1]+" ExecReload", second.reload)
+			sameState(t, order[1]+" ExecReload after "+order[0]+" ExecStart", s1, snapshot(t, tp.vm))
+			unitRun(order[1]+" ExecStop", second.stop)
+			sameState(t, order[1]+" ExecStop after "+order[0]+" ExecStart", s0, snapshot(t, tp.vm))
+		})
+	}
+}
