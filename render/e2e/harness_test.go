@@ -383,6 +383,17 @@ func execUnit(ns, stateDir string, cmds [][]string, env ...string) (string, erro
 	return all.String(), nil
 }
 
+// unitRunner returns a function that runs command lines of the unit in ns
+// with its state in stateDir and fails the test if they fail.
+func unitRunner(t *testing.T, ns, stateDir string) func(what string, cmds [][]string) {
+	return func(what string, cmds [][]string) {
+		t.Helper()
+		if out, err := execUnit(ns, stateDir, cmds); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, out)
+		}
+	}
+}
+
 // snapshotScript prints the VM's routing, NAT and sysctl state in a form that
 // does not change with traffic (no counters, no timestamps).
 const snapshotScript = `

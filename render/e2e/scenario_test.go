@@ -57,12 +57,7 @@ func scenario(t *testing.T, p profileCase, tc targetCase, engine string) {
 	u := readUnit(t, root)
 	state := filepath.Join(t.TempDir(), "state")
 	tp := newTopology(t, topoOpts{})
-	unitRun := func(what string, cmds [][]string) {
-		t.Helper()
-		if out, err := execUnit(tp.vm, state, cmds); err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, out)
-		}
-	}
+	unitRun := unitRunner(t, tp.vm, state)
 
 	// Before: a cloud image. SSH to the public IP works (the default route is
 	// eth1's), the client has no way out through the VM (forwarding is off).
@@ -261,14 +256,8 @@ func TestEnginesShareState(t *testing.T) {
 			t.Parallel()
 			first := readUnit(t, render(t, e2eProfile, "systemd", "", order[0]))
 			second := readUnit(t, render(t, e2eProfile, "systemd", "", order[1]))
-			state := filepath.Join(t.TempDir(), "state")
 			tp := newTopology(t, topoOpts{})
-			unitRun := func(what string, cmds [][]string) {
-				t.Helper()
-				if out, err := execUnit(tp.vm, state, cmds); err != nil {
-					t.Fatalf("%s: %v\n%s", what, err, out)
-				}
-			}
+			unitRun := unitRunner(t, tp.vm, filepath.Join(t.TempDir(), "state"))
 			s0 := snapshot(t, tp.vm)
 			unitRun(order[0]+" ExecStart", first.start)
 			s1 := snapshot(t, tp.vm)
