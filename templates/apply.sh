@@ -21,10 +21,15 @@ log() { echo "nicpersist: $*" >&2; }
 
 # clean_route drops the words `ip route show` prints about a route's state
 # (linkdown, offload, expires 300sec, ...), which `ip route replace` refuses;
-# whole words only, so a link named deadnet keeps its name.
+# whole words only and never a value, so links named deadnet or trap keep
+# their names.
 clean_route() {
 	awk '{ out = ""
 		for (i = 1; i <= NF; i++) {
+			if (i > 1 && $(i - 1) ~ /^(dev|via|src|table|proto|scope|metric|weight|pref|realms?|mtu|advmss|nhid|from|tos|dsfield)$/) {
+				out = out " " $i
+				continue
+			}
 			if ($i ~ /^(rt_offload_failed|rt_offload|rt_trap|linkdown|dead|offload|trap)$/) continue
 			if ($i == "expires" && $(i + 1) ~ /sec$/) { i++; continue }
 			out = out (out == "" ? "" : " ") $i
@@ -179,10 +184,12 @@ pre_routes() {
 	if [ -s "$st.cand" ]; then
 		# shellcheck disable=SC2013 # table ids are words
 		for t in $(awk '{ t = "main"; for (i = 4; i < NF; i++) if ($i == "table") t = $(i + 1); print t }' "$st.cand" | sort -u); do
+			# The table goes before a multipath route's nexthops, where
+			# `ip route replace` takes it.
 			ip -"$f" route show table "$t" 2>/dev/null |
 				awk -v t="$t" '/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
-					{ if (cur != "") print cur " table " t; cur = $0 }
-					END { if (cur != "") print cur " table " t }'
+					{ if (cur != "") print cur; cur = $0 " table " t }
+					END { if (cur != "") print cur }'
 		done | clean_route >"$st.dump"
 		awk -v fam="$f" '
 			# key: table, prefix and metric, which identify a route.
@@ -264,7 +271,8 @@ apply_family() {
 			[ -s "$st.rules.pre" ] && grep -xF -f "$st.rules.new" "$st.rules.pre"
 			missing "$st.rules.ours" "$st.exists"
 		} | awk '!seen[$0]++' >"$st.rules.pre.tmp" && mv "$st.rules.pre.tmp" "$st.rules.pre"
-		if [ "$ok" = 0 ] && ! only_exists "$st.err"; then
+		# A failure with nothing to say: ip did not run, or died.
+		if [ "$ok" = 0 ] && { [ ! -s "$st.err" ] || ! only_exists "$st.err"; }; then
 			cat "$st.err" >&2
 			return 1
 		fi

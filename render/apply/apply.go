@@ -40,7 +40,7 @@ type runner struct {
 // Start applies the files. On failure it removes what it applied, so the
 // machine is as it was before the first start, and returns the error.
 func Start(c Config) error {
-	r := &runner{Config: c, noWait: map[string]bool{}}
+	r := newRunner(c)
 	if err := os.MkdirAll(c.State, 0o755); err != nil {
 		return err
 	}
@@ -55,12 +55,19 @@ func Start(c Config) error {
 // Stop removes what start added and puts back what it displaced. It goes on
 // past errors: whatever can be put back is.
 func Stop(c Config) error {
-	r := &runner{Config: c, noWait: map[string]bool{}}
+	r := newRunner(c)
 	if err := os.MkdirAll(c.State, 0o755); err != nil {
 		return err
 	}
 	r.stop()
 	return nil
+}
+
+func newRunner(c Config) *runner {
+	if c.Stderr == nil {
+		c.Stderr = io.Discard
+	}
+	return &runner{Config: c, noWait: map[string]bool{}}
 }
 
 func (r *runner) start() error {
@@ -167,7 +174,11 @@ func section(lines []string, name string) []string {
 	cur := ""
 	for _, l := range lines {
 		if strings.HasPrefix(l, "#@ ") {
-			cur = strings.TrimSpace(l[3:])
+			// The header's first word, as apply.sh's awk reads it ($2).
+			cur = ""
+			if w := strings.Fields(l[3:]); len(w) > 0 {
+				cur = w[0]
+			}
 			continue
 		}
 		if strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "" {

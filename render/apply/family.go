@@ -83,6 +83,11 @@ func (r *runner) batch(f int, name string, lines []string, force bool) (errlog s
 		cmd.Stderr = r.Stderr
 	}
 	err = cmd.Run()
+	// An ip that did not run, or died, has nothing to say: say it, so the
+	// log is not taken for one of "File exists" answers only.
+	if force && err != nil && eb.Len() == 0 {
+		fmt.Fprintf(&eb, "%v\n", err)
+	}
 	return eb.String(), err
 }
 
@@ -287,6 +292,10 @@ func cleanRoute(l string) string {
 	w := strings.Fields(l)
 	out := w[:0]
 	for i := 0; i < len(w); i++ {
+		if i > 0 && takesArg[w[i-1]] {
+			out = append(out, w[i]) // a value: a link may be called trap
+			continue
+		}
 		switch w[i] {
 		case "rt_offload_failed", "rt_offload", "rt_trap", "linkdown", "dead", "offload", "trap":
 			continue
@@ -300,6 +309,11 @@ func cleanRoute(l string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// takesArg are the words of `ip route show` followed by a value.
+var takesArg = map[string]bool{"dev": true, "via": true, "src": true, "table": true, "proto": true,
+	"scope": true, "metric": true, "weight": true, "pref": true, "realm": true, "realms": true,
+	"mtu": true, "advmss": true, "nhid": true, "from": true, "tos": true, "dsfield": true}
 
 // preRoutes returns "LINE|ROUTE" for each candidate line whose route, the
 // same table, prefix and metric, is in the kernel already: a route-<if> line
@@ -329,7 +343,14 @@ func (r *runner) preRoutes(f int, cand []string) ([]string, error) {
 			continue // a table that does not exist yet
 		}
 		for _, rt := range joinNexthops(out) {
-			rt = cleanRoute(rt) + " table " + t
+			// `ip route replace` takes the table before a multipath
+			// route's nexthops, not after.
+			rt = cleanRoute(rt)
+			if head, hops, ok := strings.Cut(rt, " nexthop "); ok {
+				rt = head + " table " + t + " nexthop " + hops
+			} else {
+				rt += " table " + t
+			}
 			if k := routeKey(f, rt); route[k] == "" {
 				route[k] = rt
 			}

@@ -29,12 +29,15 @@ func (r *runner) applySysctls() error {
 		if strings.HasPrefix(l, "#") {
 			continue
 		}
-		key, val, _ := strings.Cut(strings.TrimSpace(l), " ")
-		p, err := procKey(key)
+		w := strings.Fields(l)
+		if len(w) == 0 {
+			continue
+		}
+		p, err := procKey(w[0])
 		if err != nil {
 			return err
 		}
-		want = append(want, kv{key, p, strings.TrimSpace(val)})
+		want = append(want, kv{w[0], p, strings.Join(w[1:], " ")})
 	}
 	saved := r.spath("sysctl.saved")
 	if !exists(saved) {
@@ -70,7 +73,10 @@ func (r *runner) restoreSysctls() {
 		return
 	}
 	for _, l := range lines {
-		key, val, _ := strings.Cut(l, " ")
+		key, val := l, ""
+		if i := strings.IndexAny(l, " \t"); i >= 0 {
+			key, val = l[:i], l[i+1:]
+		}
 		p, err := procKey(key)
 		if err != nil || !exists(p) {
 			continue

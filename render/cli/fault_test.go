@@ -415,18 +415,28 @@ func TestFaultKill(t *testing.T) {
 	}
 	fc := newFaultCase(t, 10000, "--target", "rhel", "--rhel-stack", "network-scripts")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
-	// A render of a over b writes first a manifest of both (a's header, b's
-	// files, as a's are among b's), so that a render stopped part way
-	// leaves every file it may have written listed.
+	// A render of a over b writes first a manifest of both (a's, then b's
+	// entries that a does not have), so that a render stopped part way
+	// leaves every file it may have written listed. a's files are among
+	// b's, so the tree is otherwise b's.
 	for p := range cleanA {
 		if _, ok := cleanB[p]; !ok {
 			t.Fatalf("%s is rendered for a but not for b; the test assumes a's files are among b's", p)
 		}
 	}
 	preA := maps.Clone(cleanB)
-	_, bodyB, _ := strings.Cut(cleanB[target.Manifest], "\n")
-	headA, _, _ := strings.Cut(cleanA[target.Manifest], "\n")
-	preA[target.Manifest] = headA + "\n" + bodyB
+	inA := map[string]bool{}
+	for _, l := range strings.SplitAfter(cleanA[target.Manifest], "\n") {
+		inA[l] = true
+	}
+	var pre strings.Builder
+	pre.WriteString(cleanA[target.Manifest])
+	for _, l := range strings.SplitAfter(cleanB[target.Manifest], "\n") {
+		if !inA[l] && !strings.HasPrefix(l, "#") {
+			pre.WriteString(l)
+		}
+	}
+	preA[target.Manifest] = pre.String()
 	outside := faultOutside(t)
 	root := filepath.Join(filepath.Dir(outside), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
