@@ -59,7 +59,10 @@ wait_links() {
 		while :; do
 			if ip -o link show dev "$dev" 2>/dev/null | grep -q '[<,]UP[,>]'; then
 				[ "$addr" = - ] && break
-				ip -o addr show dev "$dev" 2>/dev/null | grep -F " $addr/" | grep -qv tentative && break
+				# "inet A/N" or, point to point, "inet A peer B/N".
+				ip -o addr show dev "$dev" 2>/dev/null | awk -v a="$addr" '!/ tentative/ {
+					for (i = 1; i < NF; i++) if ($i == "inet" || $i == "inet6") { split($(i + 1), p, "/"); if (p[1] == a) ok = 1 } }
+					END { exit !ok }' && break
 			fi
 			if [ "$(date +%s)" -ge "$deadline" ]; then
 				log "$dev is not up with address $addr after ${wait_max}s"
@@ -143,8 +146,11 @@ save_default() {
 	[ -f "$state/default4.saved" ] && return 0
 	section "$here/ip4.batch" main | grep -q '^route replace default .*dev' || return 0
 	section "$here/ip4.batch" main | grep '^route replace default ' | grep -q ' metric ' && return 0
+	# A multipath default's nexthops are on lines of their own: join them.
 	ip -4 route show table main default 2>/dev/null |
-		grep -v -e ' metric ' -e " proto $proto" -e '^[[:space:]]' | head -n 1 |
+		awk '/^[ \t]/ { sub(/^[ \t]+/, ""); cur = cur " " $0; next }
+			{ if (cur != "") print cur; cur = $0 } END { if (cur != "") print cur }' |
+		grep -v -e ' metric ' -e " proto $proto" | head -n 1 |
 		clean_route >"$state/default4.saved.tmp" && mv "$state/default4.saved.tmp" "$state/default4.saved"
 }
 
@@ -223,6 +229,22 @@ undo_routes() {
 		{ sub(/^route replace /, "route del "); print }' "$1" -
 }
 
+# undo FAMILY FILE runs a batch of deletions and put-backs, in which errors
+# (what is already gone) are expected. Should ip stop early (a line it
+# cannot parse ends even a -force batch), the lines run one by one, so that
+# one bad line does not keep the others from running.
+undo() {
+	ip -"$1" -force -batch "$2" 2>"$2.err" ||
+		tail -n 1 "$2.err" | grep -q '^Command failed ' || {
+		log "ip -$1 -batch $2 stopped early; running its lines one by one: $(cat "$2.err")"
+		while read -r line; do
+			# shellcheck disable=SC2086 # a batch line is ip's words
+			ip -"$1" $line >/dev/null 2>&1
+		done <"$2"
+	}
+	rm -f "$2.err"
+}
+
 # grow STATE adds STATE.new's lines to STATE before they are applied: if
 # applying them fails, stop then removes what was applied.
 grow() {
@@ -288,7 +310,7 @@ apply_family() {
 		undo_routes "$st.pre" <"$st.main.stale"
 		undo_routes "$st.pre" <"$st.routes.stale"
 	} >"$st.stale"
-	[ -s "$st.stale" ] && ip -"$f" -force -batch "$st.stale" 2>/dev/null
+	[ -s "$st.stale" ] && undo "$f" "$st.stale"
 	for s in routes rules main; do mv "$st.$s.new" "$st.$s"; done
 	awk -F'|' 'FILENAME == ARGV[1] { keep[$0]; next } ($1 in keep)' "$st.all.new" "$st.pre" >"$st.pre.tmp" && mv "$st.pre.tmp" "$st.pre"
 	rm -f "$st.stale" "$st.err" "$st.exists" "$st.old" "$st.all.new" "$st.rules.ours" \
@@ -315,7 +337,7 @@ remove_family() {
 		[ -f "$st.main" ] && undo_routes "$st.pre" <"$st.main"
 		[ -f "$st.routes" ] && undo_routes "$st.pre" <"$st.routes"
 	} >"$st.del"
-	[ -s "$st.del" ] && ip -"$f" -force -batch "$st.del" 2>/dev/null
+	[ -s "$st.del" ] && undo "$f" "$st.del"
 	rm -f "$st.del" "$st.rules" "$st.main" "$st.routes" "$st.pre" "$st.rules.pre" \
 		"$st.routes.new" "$st.rules.new" "$st.main.new" "$st.err" "$st.exists" "$st.old" \
 		"$st.all.new" "$st.rules.ours" "$st.routes.stale" "$st.main.stale" "$st.rules.stale" "$st.stale"

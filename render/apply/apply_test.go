@@ -161,13 +161,14 @@ func TestExistsLines(t *testing.T) {
 		want      []string
 		only      bool
 	}{
-		{"empty", "", nil, true},
+		{"empty: ip said nothing", "", nil, false},
 		{"one", "RTNETLINK answers: File exists\nCommand failed /run/nicpersist/ip4.tables.new:2\n", []string{"l2"}, true},
 		{"two in order", "RTNETLINK answers: File exists\nCommand failed f:3\nRTNETLINK answers: File exists\nCommand failed f:1\n", []string{"l3", "l1"}, true},
 		{"other error", "Error: Nexthop has invalid gateway.\nCommand failed f:1\nRTNETLINK answers: File exists\nCommand failed f:4\n", []string{"l4"}, false},
 		// The message before one "Command failed" does not count for the
-		// next line.
-		{"message is per line", "RTNETLINK answers: File exists\nCommand failed f:1\nCommand failed f:2\n", []string{"l1"}, true},
+		// next line, which failed without a word.
+		{"message is per line", "RTNETLINK answers: File exists\nCommand failed f:1\nCommand failed f:2\n", []string{"l1"}, false},
+		{"trailing message", "RTNETLINK answers: File exists\nCommand failed f:1\nRTNETLINK answers: File exists\n", []string{"l1"}, false},
 		{"several messages", "Error: something\nRTNETLINK answers: File exists\nCommand failed f:2\n", []string{"l2"}, false},
 		{"path with space and colon", "RTNETLINK answers: File exists\nCommand failed /tmp/a b:c/ip4.tables.new:3\n", []string{"l3"}, true},
 		{"out of range", "RTNETLINK answers: File exists\nCommand failed f:5\nRTNETLINK answers: File exists\nCommand failed f:0\n", nil, true},

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -161,7 +162,8 @@ func (r *runner) applyFamily(f int) error {
 		if werr := put("rules.pre", s.rulesPre, rulesPre); werr != nil {
 			return werr
 		}
-		if err != nil && !onlyExists(errlog) {
+		var exit *exec.ExitError
+		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1 && onlyExists(errlog)) {
 			io.WriteString(r.Stderr, errlog)
 			return fmt.Errorf("ip -%d -force -batch %s: %w", f, r.st(f, "tables.new"), err)
 		}
@@ -184,7 +186,7 @@ func (r *runner) applyFamily(f int) error {
 	stale = append(stale, undoRoutes(pre, routesStale)...)
 	if len(stale) > 0 {
 		// What is already gone answers an error; that is what we want.
-		r.batch(f, "stale", stale, true)
+		r.undo(f, "stale", stale)
 	}
 	for _, x := range []struct {
 		name     string
@@ -236,7 +238,7 @@ func (r *runner) removeFamily(f int) {
 	del = append(del, undoRoutes(s.pre, s.main)...)
 	del = append(del, undoRoutes(s.pre, s.routes)...)
 	if len(del) > 0 {
-		r.batch(f, "del", del, true)
+		r.undo(f, "del", del)
 	}
 	for _, n := range []string{"del", "rules", "main", "routes", "pre", "rules.pre",
 		"tables.new", "routes.new", "rules.new", "main.new", "stale", "err", "exists", "old",
@@ -274,9 +276,9 @@ func (r *runner) saveDefault(f int, mainLines []string) error {
 		if err != nil {
 			return err
 		}
-		for _, l := range strings.Split(out, "\n") {
-			if l == "" || l[0] == ' ' || l[0] == '\t' || strings.Contains(l, " metric ") ||
-				strings.Contains(l, " proto "+strconv.Itoa(proto)) {
+		// A multipath default's nexthops are on lines of their own.
+		for _, l := range joinNexthops(out) {
+			if strings.Contains(l, " metric ") || strings.Contains(l, " proto "+strconv.Itoa(proto)) {
 				continue
 			}
 			keep = append(keep, cleanRoute(l))
@@ -467,13 +469,54 @@ func existsLines(errlog string, lines []string) []string {
 
 // onlyExists says an `ip -force -batch` error log holds only "File exists"
 // answers.
+// Every message must say "File exists" and belong to a failed line, and
+// every failed line must have one: an ip that stopped early (a line it
+// could not parse ends even a -force batch) or said nothing is a failure.
 func onlyExists(errlog string) bool {
+	failed, said := 0, false
 	for _, l := range strings.Split(errlog, "\n") {
-		if l != "" && !strings.Contains(l, "File exists") && !strings.HasPrefix(l, "Command failed") {
+		switch {
+		case strings.HasPrefix(l, "Command failed "):
+			if !said {
+				return false
+			}
+			failed++
+			said = false
+		case strings.TrimSpace(l) == "":
+		case strings.Contains(l, "File exists"):
+			said = true
+		default:
 			return false
 		}
 	}
-	return true
+	return failed > 0 && !said
+}
+
+// stoppedEarly says an `ip -force -batch` did not get through its lines:
+// it failed and its log does not end with the "Command failed" of a line
+// it went past (a line it cannot parse ends even a -force batch).
+func stoppedEarly(errlog string, err error) bool {
+	if err == nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSpace(errlog), "\n")
+	return !strings.HasPrefix(lines[len(lines)-1], "Command failed ")
+}
+
+// undo runs a batch of deletions and put-backs in which errors are
+// expected (what is already gone); should ip stop early, the lines run one
+// by one, so that one bad line does not keep the others from running.
+func (r *runner) undo(f int, name string, lines []string) {
+	errlog, err := r.batch(f, name, lines, true)
+	if !stoppedEarly(errlog, err) {
+		return
+	}
+	r.logf("ip -%d -batch %s stopped early; running its lines one by one:\n%s", f, r.st(f, name), strings.TrimSpace(errlog))
+	for _, l := range lines {
+		cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, strings.Fields(l)...)...)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		cmd.Run()
+	}
 }
 
 func set(lines []string) map[string]bool {

@@ -13,6 +13,91 @@ import (
 	"time"
 )
 
+// dump sends one NETLINK_ROUTE dump request and returns its messages. It is
+// not syscall.NetlinkRIB, which reads into a page-sized buffer: a larger
+// message (a link with many alternative names) is cut, and the dump ends
+// early without an error.
+func dump(typ, family int) ([]syscall.NetlinkMessage, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var msgs []syscall.NetlinkMessage
+		if msgs, err = dumpOnce(typ, family); !errors.Is(err, errDumpIntr) {
+			return msgs, err
+		}
+	}
+	return nil, err
+}
+
+// errDumpIntr: the table changed during the dump (NLM_F_DUMP_INTR), so the
+// dump may be inconsistent; it is taken again.
+var errDumpIntr = errors.New("netlink dump interrupted by a change")
+
+func dumpOnce(typ, family int) ([]syscall.NetlinkMessage, error) {
+	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	kernel := &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}
+	if err := syscall.Bind(fd, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return nil, err
+	}
+	// struct nlmsghdr (len, type, flags, seq, pid) + struct rtgenmsg,
+	// padded to 4 bytes.
+	const seq = 1
+	req := make([]byte, syscall.NLMSG_HDRLEN+4)
+	binary.NativeEndian.PutUint32(req[0:4], uint32(syscall.NLMSG_HDRLEN+syscall.SizeofRtGenmsg))
+	binary.NativeEndian.PutUint16(req[4:6], uint16(typ))
+	binary.NativeEndian.PutUint16(req[6:8], syscall.NLM_F_REQUEST|syscall.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(req[8:12], seq)
+	req[syscall.NLMSG_HDRLEN] = byte(family)
+	if err := syscall.Sendto(fd, req, 0, kernel); err != nil {
+		return nil, err
+	}
+	// The kernel fills a dump's datagrams up to 32 KiB at most.
+	buf := make([]byte, 64<<10)
+	var out []syscall.NetlinkMessage
+	intr := false
+	for {
+		n, _, flags, _, err := syscall.Recvmsg(fd, buf, nil, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if flags&syscall.MSG_TRUNC != 0 {
+			return nil, errors.New("netlink message larger than 64 KiB")
+		}
+		// The messages point into their buffer, which the next read reuses.
+		msgs, err := syscall.ParseNetlinkMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
+			if m.Header.Flags&0x10 != 0 { // NLM_F_DUMP_INTR
+				intr = true
+			}
+			switch m.Header.Type {
+			case syscall.NLMSG_DONE, syscall.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code < 0 {
+						return nil, syscall.Errno(-code)
+					}
+				}
+				if intr {
+					return nil, errDumpIntr
+				}
+				return out, nil
+			}
+			out = append(out, m)
+		}
+	}
+}
+
 // kroute is what identifies a kernel route, read over netlink.
 type kroute struct {
 	table  uint32
@@ -28,20 +113,13 @@ func dumpRoutes(f int) ([]kroute, error) {
 	if f == 6 {
 		fam = syscall.AF_INET6
 	}
-	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, fam)
-	if err != nil {
-		return nil, fmt.Errorf("netlink route dump: %w", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(b)
+	msgs, err := dump(syscall.RTM_GETROUTE, fam)
 	if err != nil {
 		return nil, fmt.Errorf("netlink route dump: %w", err)
 	}
 	var out []kroute
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Header.Type == syscall.NLMSG_ERROR {
-			return nil, errors.New("netlink route dump: the kernel answered with an error")
-		}
 		if m.Header.Type != syscall.RTM_NEWROUTE || len(m.Data) < syscall.SizeofRtMsg {
 			continue
 		}
@@ -192,6 +270,9 @@ func (r *runner) waitLinks() error {
 			break
 		}
 		if !time.Now().Before(deadline) {
+			if err != nil {
+				r.logf("cannot read the links: %v", err)
+			}
 			r.logf("%s is not up with address %s after %v", wants[0].dev, wants[0].addr, r.Wait)
 			return fmt.Errorf("%s is not up with address %s", wants[0].dev, wants[0].addr)
 		}
@@ -210,13 +291,9 @@ type links struct {
 
 func readLinks() (*links, error) {
 	ls := &links{up: map[string]bool{}, index: map[string]int32{}, addrs: map[int32][]netip.Addr{}}
-	b, err := syscall.NetlinkRIB(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
+	msgs, err := dump(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
 	if err != nil {
-		return nil, err
-	}
-	msgs, err := syscall.ParseNetlinkMessage(b)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("netlink link dump: %w", err)
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -230,19 +307,28 @@ func readLinks() (*links, error) {
 		if err != nil {
 			return nil, err
 		}
+		name := func(v []byte) {
+			n := strings.TrimRight(string(v), "\x00")
+			ls.up[n] = flags&syscall.IFF_UP != 0
+			ls.index[n] = idx
+		}
 		for _, a := range attrs {
-			if a.Attr.Type == syscall.IFLA_IFNAME {
-				name := strings.TrimRight(string(a.Value), "\x00")
-				ls.up[name] = flags&syscall.IFF_UP != 0
-				ls.index[name] = idx
+			switch a.Attr.Type & nlaTypeMask {
+			case syscall.IFLA_IFNAME:
+				name(a.Value)
+			case iflaPropList:
+				// A profile may name a link by an alternative name
+				// (udev gives them), which ip and the kernel take.
+				for _, alt := range nested(a.Value) {
+					if alt.typ == iflaAltIfname {
+						name(alt.value)
+					}
+				}
 			}
 		}
 	}
-	if b, err = syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_UNSPEC); err != nil {
-		return nil, err
-	}
-	if msgs, err = syscall.ParseNetlinkMessage(b); err != nil {
-		return nil, err
+	if msgs, err = dump(syscall.RTM_GETADDR, syscall.AF_UNSPEC); err != nil {
+		return nil, fmt.Errorf("netlink address dump: %w", err)
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -281,8 +367,37 @@ func readLinks() (*links, error) {
 	return ls, nil
 }
 
-// ifaFlags is IFA_FLAGS, the 32-bit flags (the header's are 8 bits).
-const ifaFlags = 8
+// Netlink attribute numbers the syscall package does not name.
+const (
+	ifaFlags      = 8  // IFA_FLAGS: the 32-bit flags (the header's are 8 bits)
+	iflaPropList  = 52 // IFLA_PROP_LIST: nested, holds IFLA_ALT_IFNAME
+	iflaAltIfname = 53 // IFLA_ALT_IFNAME
+	nlaTypeMask   = 0x3fff
+)
+
+type attr struct {
+	typ   uint16
+	value []byte
+}
+
+// nested parses the attributes inside a nested one (struct nlattr: length
+// and type, 2 bytes each, then the value, padded to 4 bytes).
+func nested(b []byte) []attr {
+	var out []attr
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		if l < 4 || l > len(b) {
+			break
+		}
+		out = append(out, attr{binary.NativeEndian.Uint16(b[2:4]) & nlaTypeMask, b[4:l]})
+		l = (l + 3) &^ 3
+		if l > len(b) {
+			break
+		}
+		b = b[l:]
+	}
+	return out
+}
 
 // ready says a link is administratively up and has the address ("-": any
 // or none), and for IPv6 that the address passed duplicate address

@@ -550,9 +550,15 @@ func TestLinkReady(t *testing.T) {
 			{"veth0", "10.4.0.1", true},
 			{"veth0", "10.4.0.2", false},
 		}},
+		// An alternative name (udev gives them) is the link too.
+		{"link property add dev veth0 altname enx0a0b0c0d0e0f", []check{
+			{"enx0a0b0c0d0e0f", "10.2.0.1", true},
+			{"enx0a0b0c0d0e0f", "10.2.0.2", false},
+		}},
 		{"link set veth0 down", []check{
 			{"veth0", "-", false},
 			{"veth0", "10.2.0.1", false},
+			{"enx0a0b0c0d0e0f", "-", false},
 		}},
 		{"link set veth0 up", []check{
 			{"veth0", "-", true},
@@ -583,6 +589,16 @@ func TestLinkReady(t *testing.T) {
 				t.Errorf("after `ip %s`: ready(%q, %q) = %v, want %v; ip addr:\n%s", s.do, c.dev, c.addr, got, c.want, ipc(t, "addr show dev veth0"))
 			}
 		}
+	}
+	// A link message larger than a page (many alternative names) must not
+	// end the dump early: syscall.NetlinkRIB reads a page and did so.
+	for i := 0; i < 40; i++ {
+		ipc(t, fmt.Sprintf("link property add dev veth1 altname veth1-alternative-%03d", i))
+	}
+	ipc(t, "link add veth2 type veth peer name veth3")
+	ipc(t, "link set veth2 up")
+	if ls, err := readLinks(); err != nil || !ls.ready("veth2", "-") || ls.index["veth1-alternative-039"] == 0 || !ls.ready("lo", "-") {
+		t.Errorf("with a link of 40 alternative names, readLinks missed links (err %v); ip link:\n%s", err, ipc(t, "-br link"))
 	}
 	if out := ipc(t, "-6 addr show dev veth0"); !regexp.MustCompile(`2001:db8:5::1/64 .*tentative`).MatchString(out) {
 		t.Fatalf("2001:db8:5::1 is not tentative, so the checks above did not test that:\n%s", out)

@@ -43,9 +43,19 @@ func (r *runner) xtables(cmd string, stdin []byte, quiet bool, args ...string) e
 	return err
 }
 
+// refusesWait recognises how iptables versions without -w say so:
+// "invalid option -- 'w'" (getopt), "unknown option `-w'" and
+// `unknown option "-w"` (iptables 1.4.x).
 func refusesWait(msg string) bool {
-	return strings.Contains(msg, "option") &&
-		(strings.Contains(msg, "'w'") || strings.Contains(msg, "`-w'") || strings.Contains(msg, "--wait") || strings.Contains(msg, "-w'"))
+	if !strings.Contains(msg, "option") {
+		return false
+	}
+	for _, w := range []string{"'w'", "`-w'", "-w'", `"-w"`, "--wait"} {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func natCmd(f int) string {
@@ -65,7 +75,10 @@ func (r *runner) nat(f int) error {
 		if !os.IsNotExist(err) {
 			return err
 		}
-		if exists(r.spath("nat" + strconv.Itoa(f))) {
+		// At boot the state is empty and there is nothing to remove; on a
+		// reload, a chain an earlier start made goes (the mark, or any
+		// state at all: apply.sh did not always write the mark).
+		if exists(r.spath("nat"+strconv.Itoa(f))) || r.started() {
 			r.natRemove(f)
 		}
 		return nil
@@ -89,6 +102,12 @@ func (r *runner) nat(f int) error {
 		return fmt.Errorf("%s -t nat -I POSTROUTING 1 -j %s: %w", cmd, natChain, err)
 	}
 	return nil
+}
+
+// started says the state holds anything from an earlier start.
+func (r *runner) started() bool {
+	ents, err := os.ReadDir(r.State)
+	return err == nil && len(ents) > 0
 }
 
 func (r *runner) natRemove(f int) {
