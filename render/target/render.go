@@ -104,8 +104,8 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 
 // iptablesRules is iptables-restore --noflush input that touches only the
 // chain nicpersist owns: declaring the chain flushes it, so a re-run replaces
-// rather than appends. The jump from POSTROUTING is added by apply.sh with
-// -C || -I, because --noflush would append it again on every run.
+// rather than appends. The unit adds the jump from POSTROUTING with -C || -I,
+// because --noflush would append it again on every run.
 func iptablesRules(ns []plan.NAT) string {
 	var b strings.Builder
 	b.WriteString("*nat\n:NICPERSIST-POSTROUTING - [0:0]\n")
@@ -132,8 +132,8 @@ func NATRule(n plan.NAT) string {
 	return b.String()
 }
 
-// batch is the unit's `ip -batch` input for one family in three sections that
-// apply.sh runs in order: routes of nicpersist's tables (so a rule never
+// batch is the unit's `ip -batch` input for one family, in three sections
+// it runs in this order: routes of nicpersist's tables (so a rule never
 // points at an empty table), the rules, and the main table last.
 func batch(p *plan.Plan, f plan.Family) string {
 	rs, rules := p.RoutesOf(f), p.RulesOf(f)
@@ -160,7 +160,7 @@ func batch(p *plan.Plan, f plan.Family) string {
 	return b.String()
 }
 
-// links lists, for apply.sh to wait for, each interface a route goes through
+// links lists, for the unit to wait for, each interface a route goes through
 // and the address it must have first.
 func links(p *plan.Plan) string {
 	var b strings.Builder
