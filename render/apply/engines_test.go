@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 // engine starts and stops a rendered directory: this package, or the
@@ -104,12 +106,9 @@ func TestUndoGoesOnPastABadLine(t *testing.T) {
 // before the mark left things) and after stop.
 func TestNAT(t *testing.T) {
 	t.Parallel()
+	testenv.Need(t, "", "", "iptables", "iptables-save", "iptables-restore")
 	if !inNetns(t) {
 		return
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		need(t) // under NICPERSIST_E2E this is a failure, as it should be
-		t.Skip("needs iptables")
 	}
 	nat := func() string {
 		out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 // The tests that need the kernel run in network namespaces of their own,
@@ -27,10 +27,6 @@ import (
 // makes and deletes the namespace and reports the child's outcome.
 
 const (
-	// envRequire turns every skip into a failure (CI sets it).
-	envRequire = "NICPERSIST_E2E"
-	// envFakeNonRoot makes the tests behave as if they did not run as root.
-	envFakeNonRoot = "NICPERSIST_E2E_FAKE_NONROOT"
 	// envChild is set in the child process: the namespace it runs in.
 	envChild = "NICPERSIST_APPLY_NETNS"
 
@@ -38,74 +34,14 @@ const (
 	cmdTimeout = 30 * time.Second
 )
 
-// need skips the test when the machine cannot make network namespaces: not
-// root, no `ip`, or `ip netns` not working. With NICPERSIST_E2E=1 (as in CI)
-// the skip is a failure instead, so that a green run means the test ran.
+// need skips the test (fails it under NICPERSIST_E2E=1) when the machine
+// cannot make network namespaces.
 func need(t *testing.T) {
 	t.Helper()
-	var why []string
-	if os.Geteuid() != 0 || os.Getenv(envFakeNonRoot) == "1" {
-		why = append(why, "needs root to make network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		why = append(why, "needs ip (iproute2) on PATH")
-	}
-	if len(why) == 0 {
-		if err := netnsWorks(); err != nil {
-			why = append(why, err.Error())
-		}
-	}
-	if len(why) == 0 {
-		return
-	}
-	msg := strings.Join(why, "; ")
-	if os.Getenv(envRequire) == "1" {
-		t.Fatalf("%s, and %s=1 forbids skipping", msg, envRequire)
-	}
-	t.Skipf("skipping: %s (run as root with iproute2 installed, as .ci/run does)", msg)
+	testenv.Need(t, "make network namespaces", nsPrefix)
 }
 
-var (
-	probeOnce sync.Once
-	probeErr  error
-	nsCount   atomic.Int64
-)
-
-// netnsWorks makes and deletes one namespace, once per process, after
-// deleting the namespaces of earlier runs whose process is gone.
-func netnsWorks() error {
-	probeOnce.Do(func() {
-		sweepStale()
-		name := fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid())
-		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("`ip netns add` does not work here: %v: %s", err, bytes.TrimSpace(out))
-			return
-		}
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("`ip netns del` does not work here: %v: %s", err, bytes.TrimSpace(out))
-		}
-	})
-	return probeErr
-}
-
-var stalePID = regexp.MustCompile(`^` + nsPrefix + `(\d+)-`)
-
-// sweepStale deletes np-apply-* namespaces whose test process is gone (a
-// run killed before its cleanups); those of a live process are left alone.
-func sweepStale() {
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		m := stalePID.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[1])
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid == os.Getpid() || err == nil {
-			continue
-		}
-		exec.Command("ip", "netns", "del", e.Name()).Run()
-	}
-}
+var nsCount atomic.Int64
 
 // newNS makes a network namespace that the test's cleanup deletes.
 func newNS(t *testing.T) string {

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/nicpersist/nicpersist/render/diag"
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 	"github.com/nicpersist/nicpersist/render/plan"
 	"github.com/nicpersist/nicpersist/render/profile"
 	"github.com/nicpersist/nicpersist/render/target"
@@ -233,7 +234,7 @@ func FuzzRender(f *testing.F) {
 	for i, k := range sortedKeys(seeds) {
 		f.Add(seeds[k], uint8(i%len(fzModes)))
 	}
-	fzSweep()
+	testenv.Sweep(fzPrefix)
 	validate := os.Getenv(fzEnv)
 	f.Fuzz(func(t *testing.T, src []byte, mode uint8) {
 		dir := t.TempDir()
@@ -324,21 +325,6 @@ func fzCannotValidate() string {
 		}
 	}
 	return strings.Join(why, "; ")
-}
-
-// fzSweep deletes np-fz- namespaces whose process is gone (a killed run).
-func fzSweep() {
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), fzPrefix)
-		if !ok {
-			continue
-		}
-		pid, _, _ := strings.Cut(rest, "-")
-		if _, err := os.Stat("/proc/" + pid); err != nil {
-			exec.Command("ip", "netns", "del", e.Name()).Run()
-		}
-	}
 }
 
 // fzNetns makes a network namespace that the test removes when it ends.
@@ -586,7 +572,7 @@ func fzValidateCase(t *testing.T, name string, src []byte, rootFrom string) {
 // validator on the result.
 func TestValidatorsOnSeeds(t *testing.T) {
 	need(t, "make network namespaces", fzTools...)
-	fzSweep()
+	testenv.Sweep(fzPrefix)
 	seeds := fzSeeds(t)
 	accepted := 0
 	for _, k := range sortedKeys(seeds) {

@@ -5,33 +5,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 // need skips a test that lacks root (when rootFor says what for) or a tool,
 // unless NICPERSIST_E2E=1 (as in CI), where a skip would hide a failure.
 func need(t *testing.T, rootFor string, tools ...string) {
 	t.Helper()
-	var why []string
-	if rootFor != "" && os.Geteuid() != 0 {
-		why = append(why, "needs root to "+rootFor)
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool+" on PATH")
-		}
-	}
-	if len(why) == 0 {
-		return
-	}
-	msg := strings.Join(why, "; ")
-	if os.Getenv("NICPERSIST_E2E") == "1" {
-		t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", msg)
-	}
-	t.Skipf("skipping: %s (run as root with the tools installed, as .ci/run does)", msg)
+	testenv.Need(t, rootFor, "", tools...)
 }
 
 // TestRenderedUnit parses every golden unit back with go-systemd and checks

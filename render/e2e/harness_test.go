@@ -13,12 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/cli"
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 	"github.com/nicpersist/nicpersist/render/target"
 )
 
@@ -53,15 +52,6 @@ func selfAsNicpersist(t testing.TB) string {
 	return link
 }
 
-// Environment variables of the suite.
-const (
-	// envRequire turns every skip into a failure (CI sets it).
-	envRequire = "NICPERSIST_E2E"
-	// envFakeNonRoot makes the suite behave as if it did not run as root, to
-	// check that `go test ./...` skips cleanly for an ordinary user.
-	envFakeNonRoot = "NICPERSIST_E2E_FAKE_NONROOT"
-)
-
 // Namespaces are named np-e2e-<pid>-<random>-<role>: the pid lets a later run
 // tell its own namespaces from those of a crashed run.
 const nsPrefix = "np-e2e-"
@@ -76,78 +66,12 @@ const (
 	seedProfile = "../../packaging/profile.example.toml"
 )
 
-// need skips the test when the machine cannot run it: not root, a tool
-// missing, or `ip netns` not working. With NICPERSIST_E2E=1 (as in CI) the
-// skip is a failure instead, so that a green run means the suite ran.
+// need skips the test (fails it under NICPERSIST_E2E=1) when the machine
+// cannot run it: not root, a tool missing, or `ip netns` not working.
 func need(t testing.TB, tools ...string) {
 	t.Helper()
-	var why []string
-	if os.Geteuid() != 0 || os.Getenv(envFakeNonRoot) == "1" {
-		why = append(why, "needs root to make network namespaces")
-	}
-	for _, tool := range append([]string{"ip", "sh", "iptables", "iptables-save", "ip6tables", "ip6tables-save"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool+" on PATH")
-		}
-	}
-	if len(why) == 0 {
-		if err := netnsWorks(); err != nil {
-			why = append(why, err.Error())
-		}
-	}
-	if len(why) == 0 {
-		return
-	}
-	msg := strings.Join(why, "; ")
-	if os.Getenv(envRequire) == "1" {
-		t.Fatalf("%s, and %s=1 forbids skipping", msg, envRequire)
-	}
-	t.Skipf("skipping end-to-end test: %s (run as root with iproute2, iptables and systemd-container installed, as .ci/run does)", msg)
-}
-
-var (
-	probeOnce sync.Once
-	probeErr  error
-)
-
-// netnsWorks sweeps namespaces left by crashed runs, then makes and deletes
-// one namespace, once per test binary.
-func netnsWorks() error {
-	probeOnce.Do(func() {
-		sweepStale()
-		name := fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid())
-		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("`ip netns add` does not work here: %v: %s", err, bytes.TrimSpace(out))
-			return
-		}
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("`ip netns del` does not work here: %v: %s", err, bytes.TrimSpace(out))
-		}
-	})
-	return probeErr
-}
-
-var stalePID = regexp.MustCompile(`^` + nsPrefix + `(\d+)-`)
-
-// sweepStale deletes np-e2e-* namespaces whose test process is gone (a run
-// killed before its cleanups). A live process with that pid that is a Go
-// test binary is another run in progress; its namespaces are left alone.
-func sweepStale() {
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		m := stalePID.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[1])
-		if pid == os.Getpid() {
-			continue
-		}
-		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.HasSuffix(strings.TrimSpace(string(comm)), ".test") {
-			continue
-		}
-		exec.Command("ip", "netns", "del", e.Name()).Run()
-	}
+	testenv.Need(t, "make network namespaces", nsPrefix,
+		append([]string{"sh", "iptables", "iptables-save", "ip6tables", "ip6tables-save"}, tools...)...)
 }
 
 func randHex(n int) string {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 const escapeMsg = "refusing to follow a symbolic link out of "
@@ -510,18 +512,10 @@ func umask() fs.FileMode {
 // TestFullDisk writes into a full 64k tmpfs: the error names the file and
 // says ENOSPC, the old file stays, and no temporary file is left.
 func TestFullDisk(t *testing.T) {
-	skip := func(why string) {
-		if os.Getenv("NICPERSIST_E2E") == "1" {
-			t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", why)
-		}
-		t.Skipf("skipping: %s", why)
-	}
-	if os.Geteuid() != 0 || os.Getenv("NICPERSIST_E2E_FAKE_NONROOT") == "1" {
-		skip("needs root to mount a 64k tmpfs")
-	}
+	testenv.Need(t, "mount a 64k tmpfs", "", "mount", "umount")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "nicpersist-test", dir).CombinedOutput(); err != nil {
-		skip("cannot mount a tmpfs (" + strings.TrimSpace(string(out)) + ": " + err.Error() + ")")
+		testenv.Skip(t, "cannot mount a tmpfs ("+strings.TrimSpace(string(out))+": "+err.Error()+")")
 	}
 	// Cleanups run last-registered first: Close, then umount, then TempDir's removal.
 	t.Cleanup(func() {
