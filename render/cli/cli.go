@@ -39,9 +39,8 @@ multi-NIC machines from one TOML profile.
 
 Usage:
   nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
-                     [--rhel-stack auto|network-scripts|networkmanager]
+                     [--rhel-stack auto|network-scripts|networkmanager] [--apply auto|binary|script]
                      [--dry-run] [--diff] [--json]
-                     [--apply auto|binary|script]
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist version
