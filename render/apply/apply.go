@@ -28,10 +28,6 @@ type Config struct {
 	Stderr io.Writer     // the journal: ip's own messages and ours
 }
 
-// Proto marks the routes the unit installs (plan.Proto; repeated so that the
-// boot path does not import the renderer).
-const proto = 241
-
 type runner struct {
 	Config
 	noWait map[string]bool // iptables commands that refuse -w (before 1.6.2 for *-restore)
@@ -150,10 +146,7 @@ func writeLines(path string, lines []string) error {
 
 // missing returns the lines of b that are not in a, in b's order.
 func missing(a, b []string) []string {
-	in := make(map[string]bool, len(a))
-	for _, l := range a {
-		in[l] = true
-	}
+	in := set(a)
 	var out []string
 	for _, l := range b {
 		if !in[l] {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nicpersist/nicpersist/render/plan"
 )
 
 // The state of one family, in files named as apply.sh names them (ip4.routes
@@ -46,9 +48,14 @@ func (r *runner) loadState(f int) (familyState, error) {
 	return s, nil
 }
 
+// ipCmd is `ip -F ARGS...`.
+func ipCmd(f int, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+}
+
 // ip runs `ip -F ARGS...`, its output going to the journal.
 func (r *runner) ip(f int, args ...string) error {
-	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	cmd := ipCmd(f, args...)
 	cmd.Stdout, cmd.Stderr = r.Stderr, r.Stderr
 	return cmd.Run()
 }
@@ -56,7 +63,7 @@ func (r *runner) ip(f int, args ...string) error {
 // ipOut runs `ip -F ARGS...` and returns what it prints.
 func (r *runner) ipOut(f int, args ...string) (string, error) {
 	var out bytes.Buffer
-	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	cmd := ipCmd(f, args...)
 	cmd.Stdout, cmd.Stderr = &out, r.Stderr
 	err := cmd.Run()
 	return out.String(), err
@@ -73,15 +80,13 @@ func (r *runner) batch(f int, name string, lines []string, force bool) (errlog s
 	}
 	args := []string{"-batch", path}
 	if force {
-		args = []string{"-force", "-batch", path}
+		args = append([]string{"-force"}, args...)
 	}
-	cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, args...)...)
+	cmd := ipCmd(f, args...)
 	var eb bytes.Buffer
-	cmd.Stdout = r.Stderr
+	cmd.Stdout, cmd.Stderr = r.Stderr, r.Stderr
 	if force {
 		cmd.Stderr = &eb
-	} else {
-		cmd.Stderr = r.Stderr
 	}
 	err = cmd.Run()
 	// An ip that did not run, or died, has nothing to say: say it, so the
@@ -121,6 +126,7 @@ func (r *runner) applyFamily(f int) error {
 		}
 		return writeLines(r.st(f, name), now)
 	}
+	routesAll, rulesAll, mainAll := union(s.routes, newRoutes), union(s.rules, newRules), union(s.main, newMain)
 	old := append(append([]string(nil), s.routes...), s.main...)
 	allNew := append(append([]string(nil), newRoutes...), newMain...)
 	found, err := r.preRoutes(f, missing(old, allNew))
@@ -141,10 +147,10 @@ func (r *runner) applyFamily(f int) error {
 	// already answers "File exists", which is not a failure; any other
 	// error is, and then stop removes all of it (ip goes on past a failed
 	// route, so its rules are applied and taken away again).
-	if err := put("routes", s.routes, union(s.routes, newRoutes)); err != nil {
+	if err := put("routes", s.routes, routesAll); err != nil {
 		return err
 	}
-	if err := put("rules", s.rules, union(s.rules, newRules)); err != nil {
+	if err := put("rules", s.rules, rulesAll); err != nil {
 		return err
 	}
 	rulesPre := []string{}
@@ -170,7 +176,7 @@ func (r *runner) applyFamily(f int) error {
 	} else if err := put("rules.pre", s.rulesPre, nil); err != nil {
 		return err
 	}
-	if err := put("main", s.main, union(s.main, newMain)); err != nil {
+	if err := put("main", s.main, mainAll); err != nil {
 		return err
 	}
 	if len(newMain) > 0 {
@@ -191,7 +197,7 @@ func (r *runner) applyFamily(f int) error {
 	for _, x := range []struct {
 		name     string
 		was, now []string
-	}{{"routes", union(s.routes, newRoutes), newRoutes}, {"rules", union(s.rules, newRules), newRules}, {"main", union(s.main, newMain), newMain}} {
+	}{{"routes", routesAll, newRoutes}, {"rules", rulesAll, newRules}, {"main", mainAll, newMain}} {
 		if err := put(x.name, x.was, x.now); err != nil {
 			return err
 		}
@@ -240,6 +246,8 @@ func (r *runner) removeFamily(f int) {
 	if len(del) > 0 {
 		r.undo(f, "del", del)
 	}
+	// The state, and the working files of a start of either engine that
+	// did not finish (apply.sh's .err, .old, .rules.ours ... among them).
 	for _, n := range []string{"del", "rules", "main", "routes", "pre", "rules.pre",
 		"tables.new", "routes.new", "rules.new", "main.new", "stale", "err", "exists", "old",
 		"all.new", "rules.ours", "routes.stale", "main.stale", "rules.stale"} {
@@ -278,7 +286,7 @@ func (r *runner) saveDefault(f int, mainLines []string) error {
 		}
 		// A multipath default's nexthops are on lines of their own.
 		for _, l := range joinNexthops(out) {
-			if strings.Contains(l, " metric ") || strings.Contains(l, " proto "+strconv.Itoa(proto)) {
+			if strings.Contains(l, " metric ") || strings.Contains(l, " proto "+strconv.Itoa(plan.Proto)) {
 				continue
 			}
 			keep = append(keep, cleanRoute(l))
@@ -468,10 +476,9 @@ func existsLines(errlog string, lines []string) []string {
 }
 
 // onlyExists says an `ip -force -batch` error log holds only "File exists"
-// answers.
-// Every message must say "File exists" and belong to a failed line, and
-// every failed line must have one: an ip that stopped early (a line it
-// could not parse ends even a -force batch) or said nothing is a failure.
+// answers: every message says it and belongs to a failed line, and every
+// failed line has one. An ip that stopped early (a line it could not parse
+// ends even a -force batch) or said nothing does not pass.
 func onlyExists(errlog string) bool {
 	failed, said := 0, false
 	for _, l := range strings.Split(errlog, "\n") {
@@ -513,9 +520,7 @@ func (r *runner) undo(f int, name string, lines []string) {
 	}
 	r.logf("ip -%d -batch %s stopped early; running its lines one by one:\n%s", f, r.st(f, name), strings.TrimSpace(errlog))
 	for _, l := range lines {
-		cmd := exec.Command("ip", append([]string{"-" + strconv.Itoa(f)}, strings.Fields(l)...)...)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		cmd.Run()
+		ipCmd(f, strings.Fields(l)...).Run() // output discarded: nil Stdout/Stderr
 	}
 }
 

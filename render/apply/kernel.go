@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nicpersist/nicpersist/render/plan"
 )
 
 // dump sends one NETLINK_ROUTE dump request and returns its messages. It is
@@ -187,14 +189,14 @@ func candKey(f int, line string) (name string, table uint32, dst netip.Prefix, o
 		ok = err == nil
 		dst = netip.PrefixFrom(a, a.BitLen())
 	}
-	table = 254
+	table = plan.TableMain
 	for ; i < len(w)-1; i++ {
 		if w[i] != "table" {
 			continue
 		}
 		name = w[i+1]
 		if name == "main" {
-			table = 254
+			table = plan.TableMain
 			continue
 		}
 		n, err := strconv.ParseUint(name, 10, 32)
@@ -238,7 +240,7 @@ func hasForeignDefault4() (bool, error) {
 		return false, err
 	}
 	for _, k := range krs {
-		if k.table == 254 && k.dst.Bits() == 0 && k.metric == 0 && k.proto != proto {
+		if k.table == plan.TableMain && k.dst.Bits() == 0 && k.metric == 0 && k.proto != plan.Proto {
 			return true, nil
 		}
 	}

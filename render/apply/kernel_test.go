@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/plan"
 )
 
 // The tests that need the kernel run in network namespaces of their own,
@@ -283,7 +284,7 @@ func TestDumpRoutes(t *testing.T) {
 		want []kroute
 	}{
 		{4, []kroute{
-			kr(1000, "10.9.0.0/16", 7, proto),
+			kr(1000, "10.9.0.0/16", 7, plan.Proto),
 			kr(100, "10.8.0.0/16", 0, protoBoot),
 			kr(70000, "10.7.0.5/32", 5, protoStatic),
 			kr(254, "0.0.0.0/0", 0, protoBoot),
@@ -295,7 +296,7 @@ func TestDumpRoutes(t *testing.T) {
 			kr(255, "127.0.0.1/32", 0, protoKernel),
 		}},
 		{6, []kroute{
-			kr(1000, "2001:db8:9::/48", 1024, proto),
+			kr(1000, "2001:db8:9::/48", 1024, plan.Proto),
 			kr(300, "2001:db8:8::/64", 5, protoBoot),
 			kr(70000, "2001:db8:7::1/128", 1024, protoBoot),
 			kr(254, "::/0", 1, protoBoot),
