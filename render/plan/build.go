@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -94,7 +95,7 @@ func (b *builder) version(pr *profile.Profile) {
 	v := pr.Version
 	switch {
 	case v.Bad != nil:
-		b.c.p.Errorf("version", "must be the integer 1, not %s", typeName(v.Bad))
+		b.c.p.Errorf("version", "must be the integer 1, not %s", profile.TypeName(v.Bad))
 	case !v.Set:
 		b.c.p.Errorf("version", "is missing; put `version = 1` at the top of the profile")
 	case v.V != 1:
@@ -186,7 +187,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 				case g == it.addr[f].Addr():
 					b.c.p.Errorf(gk, "%s is the interface's own address; give the router's address", s)
 				case notHostOf(g, it.addr[f]) != "":
-					b.c.p.Errorf(gk, "%s; give the router's address", notHostOf(g, it.addr[f]))
+					b.c.p.Errorf(gk, "%s is the %s address of %s; give the router's address", g, notHostOf(g, it.addr[f]), it.addr[f].Masked())
 				default:
 					it.gw[f] = g
 				}
@@ -400,16 +401,16 @@ func zero(f Family) netip.Addr {
 func (b *builder) resolveTable(path string, s profile.Scalar) (uint32, bool) {
 	switch {
 	case s.Bad != nil:
-		b.c.p.Errorf(path, "must be a table name or id, not %s", typeName(s.Bad))
+		b.c.p.Errorf(path, "must be a table name or id, not %s", profile.TypeName(s.Bad))
 	case !s.Set:
 		return TableMain, true
 	case s.IsInt:
 		if s.Int == TableMain {
 			return TableMain, true
 		}
-		for id := range b.tableIDs {
-			if int64(id) == s.Int {
-				return id, true
+		if s.Int >= 0 && s.Int <= math.MaxUint32 {
+			if _, ok := b.tableIDs[uint32(s.Int)]; ok {
+				return uint32(s.Int), true
 			}
 		}
 		b.c.p.Errorf(path, "table %d is not defined; add a [[table]] with id = %d, or use %s", s.Int, s.Int, b.knownTables())
@@ -576,7 +577,7 @@ func (b *builder) routes(pr *profile.Profile) {
 				b.c.p.Errorf(p+".via", "%s is the address of %s itself; give the router's address", r.Via, dev.name)
 				ok = false
 			case notHostOf(r.Via, dev.addr[r.Family]) != "":
-				b.c.p.Errorf(p+".via", "%s; give the router's address", notHostOf(r.Via, dev.addr[r.Family]))
+				b.c.p.Errorf(p+".via", "%s is the %s address of %s; give the router's address", r.Via, notHostOf(r.Via, dev.addr[r.Family]), dev.addr[r.Family].Masked())
 				ok = false
 			}
 		}
@@ -609,7 +610,7 @@ func (b *builder) rules(pr *profile.Profile) {
 		ok := true
 		var r Rule
 		r.Origin = p
-		fam := map[Family]string{}
+		fam := map[Family]bool{}
 		for _, sel := range []struct {
 			key string
 			o   profile.Opt[string]
@@ -621,7 +622,7 @@ func (b *builder) rules(pr *profile.Profile) {
 					ok = false
 				} else if nok {
 					*sel.dst = n
-					fam[familyOf(n.Addr())] = sel.key
+					fam[familyOf(n.Addr())] = true
 				} else {
 					ok = false
 				}
@@ -688,7 +689,7 @@ func (b *builder) rules(pr *profile.Profile) {
 
 // ruleFamily is the family of the rule's addresses, else of the routes in its
 // table, else IPv4.
-func (b *builder) ruleFamily(r Rule, fam map[Family]string) Family {
+func (b *builder) ruleFamily(r Rule, fam map[Family]bool) Family {
 	for f := range fam {
 		return f
 	}

@@ -18,11 +18,10 @@ type checker struct {
 }
 
 // typeName names a TOML value's type the way the TOML spec does.
-func typeName(v any) string { return profile.TypeName(v) }
 
 func (c checker) str(path string, o profile.Opt[string]) (string, bool) {
 	if o.Bad != nil {
-		c.p.Errorf(path, "must be a string, not %s", typeName(o.Bad))
+		c.p.Errorf(path, "must be a string, not %s", profile.TypeName(o.Bad))
 		return "", false
 	}
 	return o.V, o.Set
@@ -30,7 +29,7 @@ func (c checker) str(path string, o profile.Opt[string]) (string, bool) {
 
 func (c checker) boolean(path string, o profile.Opt[bool]) (bool, bool) {
 	if o.Bad != nil {
-		c.p.Errorf(path, "must be true or false, not %s", typeName(o.Bad))
+		c.p.Errorf(path, "must be true or false, not %s", profile.TypeName(o.Bad))
 		return false, false
 	}
 	return o.V, o.Set
@@ -39,7 +38,7 @@ func (c checker) boolean(path string, o profile.Opt[bool]) (bool, bool) {
 // uint32In reads an integer in [lo, hi].
 func (c checker) uint32In(path string, o profile.Opt[int64], lo, hi int64) (uint32, bool) {
 	if o.Bad != nil {
-		c.p.Errorf(path, "must be an integer, not %s", typeName(o.Bad))
+		c.p.Errorf(path, "must be an integer, not %s", profile.TypeName(o.Bad))
 		return 0, false
 	}
 	if !o.Set {
@@ -148,15 +147,9 @@ func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 		c.p.Errorf(path, "%s is %s; put it in %s", s, famName(familyOf(a)), other)
 		return netip.Prefix{}, false
 	}
-	if want == V4 && p.Bits() <= 30 {
-		if a == p.Masked().Addr() {
-			c.p.Errorf(path, "%s is the network address of %s; give the interface's own address", s, p.Masked())
-			return netip.Prefix{}, false
-		}
-		if a == broadcast(p) {
-			c.p.Errorf(path, "%s is the broadcast address of %s; give the interface's own address", s, p.Masked())
-			return netip.Prefix{}, false
-		}
+	if what := notHostOf(a, p); what != "" {
+		c.p.Errorf(path, "%s is the %s address of %s; give the interface's own address", s, what, p.Masked())
+		return netip.Prefix{}, false
 	}
 	return p, true
 }
@@ -215,7 +208,7 @@ func (c checker) network(path, s string) (netip.Prefix, bool) {
 // fwmark accepts 16, "16", "0x10" or "0x10/0xff" and returns "0x10[/0xff]".
 func (c checker) fwmark(path string, s profile.Scalar) (string, bool) {
 	if s.Bad != nil {
-		c.p.Errorf(path, "must be an integer or a string like \"0x10/0xff\", not %s", typeName(s.Bad))
+		c.p.Errorf(path, "must be an integer or a string like \"0x10/0xff\", not %s", profile.TypeName(s.Bad))
 		return "", false
 	}
 	if !s.Set {
@@ -245,17 +238,18 @@ func (c checker) fwmark(path string, s profile.Scalar) (string, bool) {
 	return strings.Join(out, "/"), true
 }
 
-// notHostOf says why a is not a usable neighbour in subnet p: the network or
-// broadcast address of an IPv4 subnet with room for hosts.
+// notHostOf says why a is no host's address in subnet p: it is the
+// "network" or "broadcast" address of an IPv4 subnet with room for hosts
+// (else "").
 func notHostOf(a netip.Addr, p netip.Prefix) string {
 	if !a.Is4() || p.Bits() > 30 {
 		return ""
 	}
 	switch a {
 	case p.Masked().Addr():
-		return fmt.Sprintf("%s is the network address of %s", a, p.Masked())
+		return "network"
 	case broadcast(p):
-		return fmt.Sprintf("%s is the broadcast address of %s", a, p.Masked())
+		return "broadcast"
 	}
 	return ""
 }

@@ -48,7 +48,7 @@ func CheckApply(mode string) error {
 	return fmt.Errorf("unknown --apply %q; use auto, %s or %s", mode, ApplyBinary, ApplyScript)
 }
 
-var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true, "amzn": false}
+var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true}
 
 // Detect resolves --target and --rhel-stack against the root. target is
 // "auto", RHEL or Systemd; stack is "auto", NetworkScripts or NetworkManager.
@@ -67,6 +67,7 @@ func Detect(t Tree, target, stack string) (Choice, error) {
 		return Choice{Target: Systemd, Reason: "--target systemd"}, nil
 	}
 	osr := osRelease(t)
+	plugin := hasIfcfgPlugin(t)
 	if target == "auto" {
 		id, like := osr["ID"], " "+osr["ID_LIKE"]+" "
 		isRHEL := rhelIDs[id] || strings.Contains(like, " rhel ") || strings.Contains(like, " fedora ") || strings.Contains(like, " centos ")
@@ -79,16 +80,16 @@ func Detect(t Tree, target, stack string) (Choice, error) {
 			return Choice{Target: Systemd, Reason: "no etc/os-release under the root; the systemd target works on any systemd distribution"}, nil
 		case !isRHEL:
 			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s is not in the RHEL family", name)}, nil
-		case !t.Exists(ScriptsDir) && !hasIfcfgPlugin(t):
+		case !t.Exists(ScriptsDir) && !plugin:
 			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s has neither %s nor NetworkManager's ifcfg-rh plugin", name, ScriptsDir)}, nil
-		case major(osr["VERSION_ID"]) >= 10 && !hasIfcfgPlugin(t):
+		case major(osr["VERSION_ID"]) >= 10 && !plugin:
 			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s no longer reads ifcfg files", name)}, nil
 		}
 	}
-	return rhelStack(t, stack, osr)
+	return rhelStack(t, stack, osr, plugin)
 }
 
-func rhelStack(t Tree, stack string, osr map[string]string) (Choice, error) {
+func rhelStack(t Tree, stack string, osr map[string]string, plugin bool) (Choice, error) {
 	c := Choice{Target: RHEL, Stack: stack}
 	if stack != "auto" {
 		c.Reason = "--rhel-stack " + stack
@@ -101,7 +102,7 @@ func rhelStack(t Tree, stack string, osr map[string]string) (Choice, error) {
 		c.Stack, c.Reason = NetworkManager, "NetworkManager.service is enabled"
 	case legacy:
 		c.Stack, c.Reason = NetworkScripts, ScriptsDir+"/ifup-routes is present and NetworkManager is not enabled"
-	case major(osr["VERSION_ID"]) >= 8 || hasIfcfgPlugin(t):
+	case major(osr["VERSION_ID"]) >= 8 || plugin:
 		c.Stack, c.Reason = NetworkManager, "no legacy ifup-routes; RHEL 8 and later configure interfaces with NetworkManager"
 	default:
 		c.Stack, c.Reason = NetworkScripts, "RHEL 7 and earlier use network-scripts"
