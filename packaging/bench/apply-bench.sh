@@ -108,8 +108,8 @@ ip -n $ns link set lo up
 rm -rf "\$1" && mkdir -p "\$1"
 EOF
 
-# count: nicpersist's routes (proto 241, or any in tables 2000+) and rules
-# in the namespace.
+# count: the routes in the profile's tables (2000-2999) and the rules other
+# than the kernel's three, in the namespace.
 count() {
 	r=$(ip -n "$ns" -4 route show table all | awk '/ table 2[0-9][0-9][0-9] /' | wc -l)
 	u=$(ip -n "$ns" -4 rule show | awk '$1 != "0:" && $1 != "32766:" && $1 != "32767:"' | wc -l)

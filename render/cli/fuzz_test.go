@@ -234,7 +234,6 @@ func FuzzRender(f *testing.F) {
 	for i, k := range sortedKeys(seeds) {
 		f.Add(seeds[k], uint8(i%len(fzModes)))
 	}
-	testenv.Sweep(fzPrefix)
 	validate := os.Getenv(fzEnv)
 	f.Fuzz(func(t *testing.T, src []byte, mode uint8) {
 		dir := t.TempDir()
@@ -299,7 +298,10 @@ func FuzzRender(f *testing.F) {
 				return
 			}
 		}
-		if why := fzCannotValidate(); why != "" {
+		if why := testenv.Why("make network namespaces", fzPrefix, fzTools...); why != "" {
+			if os.Getenv(testenv.Require) == "1" {
+				t.Fatalf("cannot run the validators: %s, and %s=1 forbids skipping them", why, testenv.Require)
+			}
 			if n == 1 {
 				t.Logf("not running the validators: %s", why)
 			}
@@ -311,21 +313,8 @@ func FuzzRender(f *testing.F) {
 	})
 }
 
-var fzTools = []string{"ip", "systemd-analyze", "iptables-restore", "ip6tables-restore", "sysctl", "sh"}
-
-// fzCannotValidate says why the validators cannot run here, or "".
-func fzCannotValidate() string {
-	var why []string
-	if os.Geteuid() != 0 {
-		why = append(why, "needs root (network namespaces)")
-	}
-	for _, tool := range fzTools {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool)
-		}
-	}
-	return strings.Join(why, "; ")
-}
+// fzTools are the validators' programs (testenv adds ip for the namespaces).
+var fzTools = []string{"systemd-analyze", "iptables-restore", "ip6tables-restore", "sysctl", "sh"}
 
 // fzNetns makes a network namespace that the test removes when it ends.
 func fzNetns(t testing.TB) string {
@@ -571,8 +560,7 @@ func fzValidateCase(t *testing.T, name string, src []byte, rootFrom string) {
 // cases (with their roots) for each target and stack, and runs every
 // validator on the result.
 func TestValidatorsOnSeeds(t *testing.T) {
-	need(t, "make network namespaces", fzTools...)
-	testenv.Sweep(fzPrefix)
+	testenv.Need(t, "make network namespaces", fzPrefix, fzTools...)
 	seeds := fzSeeds(t)
 	accepted := 0
 	for _, k := range sortedKeys(seeds) {

@@ -26,6 +26,7 @@ import (
 	"github.com/nicpersist/nicpersist/render/cli"
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
 	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/tree"
 )
 
 // TestMain makes this test binary nicpersist itself when it runs under that
@@ -364,43 +365,8 @@ func sameState(t testing.TB, what, want, got string) {
 	if want == got {
 		return
 	}
-	t.Errorf("%s: kernel state differs (- want, + got):\n%s", what, lineDiff(want, got))
-}
-
-// lineDiff is a small LCS diff, enough for a few hundred lines.
-func lineDiff(a, b string) string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	n, m := len(x), len(y)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var sb strings.Builder
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && x[i] == y[j]:
-			sb.WriteString("  " + x[i] + "\n")
-			i++
-			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			sb.WriteString("+ " + y[j] + "\n")
-			j++
-		default:
-			sb.WriteString("- " + x[i] + "\n")
-			i++
-		}
-	}
-	return sb.String()
+	d := tree.Change{Path: "kernel-state", Status: tree.Updated, Old: []byte(want + "\n"), New: []byte(got + "\n")}.Diff()
+	t.Errorf("%s: kernel state differs (- want, + got):\n%s", what, d)
 }
 
 // fileLines returns the non-comment, non-blank lines of a rendered file, or

@@ -35,6 +35,11 @@ func Root() bool { return os.Geteuid() == 0 && os.Getenv(FakeNonRoot) != "1" }
 // left by a killed run are deleted first.
 func Need(t testing.TB, rootFor string, netns string, tools ...string) {
 	t.Helper()
+	Skip(t, Why(rootFor, netns, tools...))
+}
+
+// Why says, as Need would, why a test cannot run here, or "" when it can.
+func Why(rootFor string, netns string, tools ...string) string {
 	var why []string
 	if rootFor != "" && !Root() {
 		why = append(why, "needs root to "+rootFor)
@@ -52,7 +57,7 @@ func Need(t testing.TB, rootFor string, netns string, tools ...string) {
 			why = append(why, err.Error())
 		}
 	}
-	Skip(t, strings.Join(why, "; "))
+	return strings.Join(why, "; ")
 }
 
 // Skip skips t with the reason, or fails it under NICPERSIST_E2E=1; an empty
