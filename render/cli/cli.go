@@ -302,7 +302,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	if !dry {
 		if err := tree.Apply(l.root, changes); err != nil {
 			hint := "fix the cause above and run it again to finish"
-			if strings.Contains(err.Error(), "refusing to follow a symbolic link") {
+			if errors.Is(err, fsroot.ErrOutsideRoot) {
 				hint = "replace that symbolic link with a directory under the root, then run it again"
 			}
 			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the render stopped part way; each file is whole (old or new); %s\n", err, hint)

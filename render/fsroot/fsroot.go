@@ -47,6 +47,10 @@ type Root struct {
 	failpoint func(step string) error
 }
 
+// ErrOutsideRoot is wrapped by every error that refuses a path because a
+// symbolic link would lead out of the root: errors.Is(err, ErrOutsideRoot).
+var ErrOutsideRoot = errors.New("refusing to follow a symbolic link out of")
+
 // errEscapes is what the read-side resolver returns for a relative link that
 // climbs above the root.
 type errEscapes struct{}
@@ -75,8 +79,8 @@ func (r *Root) Close() error { return r.root.Close() }
 // Dir is the directory given to Open.
 func (r *Root) Dir() string { return r.dir }
 
-// show is name as the user sees it.
-func (r *Root) show(name string) string { return filepath.Join(r.dir, filepath.FromSlash(name)) }
+// Path is name as the user sees it: joined to the directory given to Open.
+func (r *Root) Path(name string) string { return filepath.Join(r.dir, filepath.FromSlash(name)) }
 
 // check refuses names that are not clean, slash-separated paths relative to
 // the root: "", absolute paths, "..", "a//b", "./a", "a/" and the like.
@@ -87,12 +91,10 @@ func (r *Root) check(op, name string) error {
 	return nil
 }
 
+// escapes reports whether err is the resolver's or os.Root's refusal of a
+// path that would leave the root. TestOpen makes sure osEscape is captured.
 func (r *Root) escapes(err error) bool {
-	if errors.Is(err, errEscapes{}) || (r.osEscape != nil && errors.Is(err, r.osEscape)) {
-		return true
-	}
-	// In case os.Root ever wraps its error differently.
-	return strings.Contains(err.Error(), "path escapes from parent")
+	return errors.Is(err, errEscapes{}) || (r.osEscape != nil && errors.Is(err, r.osEscape))
 }
 
 // fail names the path as the user sees it, and says plainly when a symbolic
@@ -102,9 +104,9 @@ func (r *Root) fail(op, name string, err error) error {
 		return nil
 	}
 	if r.escapes(err) {
-		return fmt.Errorf("%s %s: refusing to follow a symbolic link out of %s", op, r.show(name), r.dir)
+		return fmt.Errorf("%s %s: %w %s", op, r.Path(name), ErrOutsideRoot, r.dir)
 	}
-	return fmt.Errorf("%s %s: %w", op, r.show(name), unwrapPath(err))
+	return fmt.Errorf("%s %s: %w", op, r.Path(name), unwrapPath(err))
 }
 
 // unwrapPath drops os's own *PathError or *LinkError, whose path is relative
@@ -217,7 +219,7 @@ func (r *Root) ReadFile(name string) ([]byte, error) {
 		if fi.IsDir() {
 			return nil, r.fail("read", name, syscall.EISDIR)
 		}
-		return nil, fmt.Errorf("read %s: not a regular file (%v)", r.show(name), fi.Mode().Type())
+		return nil, fmt.Errorf("read %s: not a regular file (%v)", r.Path(name), fi.Mode().Type())
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
@@ -326,6 +328,9 @@ func (r *Root) Remove(name string) error {
 // through; a directory there is an error.
 func (r *Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	const op = "write"
+	if err := r.check(op, name); err != nil {
+		return err
+	}
 	if err := r.prepare(op, name); err != nil {
 		return err
 	}
@@ -362,16 +367,7 @@ func (r *Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr == nil {
-		if werr = r.step("rename"); werr == nil {
-			werr = r.root.Rename(tmp, name)
-		}
-	}
-	if werr != nil {
-		r.root.Remove(tmp)
-		return r.fail(op, name, werr)
-	}
-	return r.syncDir(op, name)
+	return r.finish(op, name, tmp, werr)
 }
 
 // Symlink makes name a symbolic link to target, atomically, creating parent
@@ -383,7 +379,7 @@ func (r *Root) Symlink(name, target string) error {
 		return err
 	}
 	if target == "" {
-		return fmt.Errorf("%s %s: empty link target", op, r.show(name))
+		return fmt.Errorf("%s %s: empty link target", op, r.Path(name))
 	}
 	if cur, err := r.root.Readlink(name); err == nil && cur == target {
 		return nil
@@ -398,9 +394,17 @@ func (r *Root) Symlink(name, target string) error {
 	if err := r.root.Symlink(target, tmp); err != nil {
 		return r.fail(op, name, err)
 	}
-	err = r.step("rename")
+	return r.finish(op, name, tmp, nil)
+}
+
+// finish ends a write whose temporary file tmp is complete unless err says
+// otherwise: it renames tmp over name and syncs the directory, or removes tmp
+// and reports err.
+func (r *Root) finish(op, name, tmp string, err error) error {
 	if err == nil {
-		err = r.root.Rename(tmp, name)
+		if err = r.step("rename"); err == nil {
+			err = r.root.Rename(tmp, name)
+		}
 	}
 	if err != nil {
 		r.root.Remove(tmp)
@@ -409,12 +413,9 @@ func (r *Root) Symlink(name, target string) error {
 	return r.syncDir(op, name)
 }
 
-// prepare checks name for a write, refuses a directory there and creates the
-// parent directories.
+// prepare readies name, already checked, for a write: it refuses a directory
+// there and creates the parent directories.
 func (r *Root) prepare(op, name string) error {
-	if err := r.check(op, name); err != nil {
-		return err
-	}
 	if fi, err := r.root.Lstat(name); err == nil && fi.IsDir() {
 		return r.fail(op, name, syscall.EISDIR)
 	}
@@ -431,7 +432,7 @@ func (r *Root) prepare(op, name string) error {
 			// says ENOTDIR, which is what the user needs to hear.
 			err = syscall.ENOTDIR
 		}
-		return fmt.Errorf("%s %s: create directory %s: %w", op, r.show(name), r.show(dir), unwrapPath(err))
+		return fmt.Errorf("%s %s: create directory %s: %w", op, r.Path(name), r.Path(dir), unwrapPath(err))
 	}
 	return nil
 }
@@ -445,6 +446,39 @@ func (r *Root) tempName(op, name string) (string, error) {
 	return path.Join(path.Dir(name), "."+path.Base(name)+tempInfix+hex.EncodeToString(b[:])), nil
 }
 
+// RemoveTemps removes the .<base>.nicpersist-tmp-* files beside paths that
+// WriteFile or Symlink left when killed between creating and renaming them.
+// Other files, and directories it cannot read, are left alone.
+func (r *Root) RemoveTemps(paths []string) error {
+	byDir := map[string]map[string]bool{}
+	for _, p := range paths {
+		dir, base := path.Split(p)
+		dir = strings.TrimSuffix(dir, "/")
+		if dir == "" {
+			dir = "."
+		}
+		if byDir[dir] == nil {
+			byDir[dir] = map[string]bool{}
+		}
+		byDir[dir][base] = true
+	}
+	for dir, bases := range byDir {
+		names, err := r.ReadDir(dir)
+		if err != nil {
+			continue // a missing or unreadable directory holds no temporary file of ours
+		}
+		for _, n := range names {
+			base, _, ok := strings.Cut(strings.TrimPrefix(n, "."), tempInfix)
+			if ok && strings.HasPrefix(n, ".") && bases[base] {
+				if err := r.Remove(path.Join(dir, n)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // syncDir makes the last change to name's directory durable.
 func (r *Root) syncDir(op, name string) error {
 	err := r.step("syncdir")
@@ -456,7 +490,7 @@ func (r *Root) syncDir(op, name string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: sync directory %s: %w", op, r.show(name), r.show(path.Dir(name)), unwrapPath(err))
+		return fmt.Errorf("%s %s: sync directory %s: %w", op, r.Path(name), r.Path(path.Dir(name)), unwrapPath(err))
 	}
 	return nil
 }

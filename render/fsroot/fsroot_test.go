@@ -254,6 +254,9 @@ func TestWriteThroughEscapingParentIsRefused(t *testing.T) {
 				if !strings.HasPrefix(err.Error(), want+": ") || !strings.HasSuffix(err.Error(), escapeMsg+dir) {
 					t.Errorf("%s: message %q, want %q...%q", op, err, want, escapeMsg+dir)
 				}
+				if !errors.Is(err, ErrOutsideRoot) {
+					t.Errorf("%s: errors.Is(%q, ErrOutsideRoot) is false", op, err)
+				}
 			}
 			if entries, _ := os.ReadDir(outside); len(entries) != 1 || content(t, filepath.Join(outside, "victim")) != "keep" {
 				t.Errorf("outside changed: %v", entries)
@@ -325,8 +328,8 @@ func TestReadThroughEscapingLinkIsRefused(t *testing.T) {
 			t.Errorf("ReadFile(%s) = %q through an escaping link", name, b)
 			continue
 		}
-		if want := "read " + filepath.Join(dir, name) + ": " + escapeMsg + dir; err.Error() != want {
-			t.Errorf("message %q, want %q", err, want)
+		if want := "read " + filepath.Join(dir, name) + ": " + escapeMsg + dir; err.Error() != want || !errors.Is(err, ErrOutsideRoot) {
+			t.Errorf("message %q, want %q wrapping ErrOutsideRoot", err, want)
 		}
 		if r.Exists(name) && name != "etc/escape" {
 			t.Errorf("Exists(%s)", name)
@@ -560,4 +563,45 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("WriteFile after freeing space: %v", err)
 	}
 	noTemps(t, dir)
+}
+
+// RemoveTemps removes exactly the temporary files WriteFile and Symlink would
+// make beside the paths given, in the root directory too, and nothing else.
+func TestRemoveTemps(t *testing.T) {
+	r, dir, _ := setup(t)
+	gone := []string{
+		"etc/sub/.route-eth1" + tempInfix + "0123",
+		"etc/sub/.route-eth1" + tempInfix + "x" + tempInfix + "y",
+		"etc/sub/.never-written" + tempInfix + "0123",
+		".top" + tempInfix + "abcd",
+	}
+	kept := []string{
+		"etc/sub/route-eth1",
+		"etc/sub/.other" + tempInfix + "0123",     // beside no path given
+		"etc/sub/route-eth1" + tempInfix + "0123", // no leading dot
+		"etc/sub/.route-eth1.tmp-0123",
+		"etc/.route-eth1" + tempInfix + "0123", // another directory
+		".other" + tempInfix + "abcd",
+		"top",
+	}
+	mk(t, dir, append(append([]string{}, gone...), kept...)...)
+	mk(t, dir, "etc/sub/.dir"+tempInfix+"0/keep")
+	err := r.RemoveTemps([]string{"etc/sub/route-eth1", "etc/sub/never-written", "top", "missing/dir/x", "etc/sub/dir"})
+	if err == nil || !strings.HasPrefix(err.Error(), "remove "+filepath.Join(dir, "etc/sub/.dir"+tempInfix+"0")+": ") || !errors.Is(err, syscall.EISDIR) {
+		t.Errorf("a directory named like a temporary file: %v", err)
+	}
+	os.RemoveAll(filepath.Join(dir, "etc/sub/.dir"+tempInfix+"0"))
+	if err := r.RemoveTemps([]string{"etc/sub/route-eth1", "etc/sub/never-written", "top", "missing/dir/x"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range gone {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived: %v", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
 }

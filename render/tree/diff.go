@@ -3,6 +3,8 @@ package tree
 import (
 	"fmt"
 	"strings"
+
+	"github.com/nicpersist/nicpersist/render/target"
 )
 
 // maxLCS bounds the quadratic diff; beyond it the changed middle of a file is
@@ -24,7 +26,7 @@ func (c Change) Diff() string {
 	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s\n+++ %s\n", from, to)
-	if c.Kind.String() == "link" {
+	if c.Kind == target.Symlink {
 		fmt.Fprintf(&out, "@@ symlink @@\n")
 		if len(c.Old) > 0 {
 			fmt.Fprintf(&out, "--> %s\n", c.Old)

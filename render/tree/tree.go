@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"sort"
 	"strings"
 
@@ -80,10 +79,13 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	// union is every path this render owns or an earlier one owned.
+	union := append([]target.File(nil), files...)
 	for _, p := range paths {
 		if want[p] || p == target.Manifest {
 			continue
 		}
+		union = append(union, target.File{Path: p, Kind: old[p]})
 		c, err := removal(r, p, old[p])
 		if err != nil {
 			errs = append(errs, err)
@@ -100,12 +102,6 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 	mc, err := change(r, m, true)
 	if err != nil {
 		return nil, err
-	}
-	union := append([]target.File(nil), files...)
-	for _, p := range paths {
-		if !want[p] && p != target.Manifest {
-			union = append(union, target.File{Path: p, Kind: old[p]})
-		}
 	}
 	for _, f := range union {
 		mc.sweep = append(mc.sweep, f.Path)
@@ -145,7 +141,7 @@ func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
 			c.Status = Created
 		case err != nil:
 			if fi, lerr := r.Lstat(f.Path); lerr == nil && fi.Mode()&fs.ModeSymlink == 0 {
-				return c, fmt.Errorf("%s: exists and is not a symbolic link; move it away so nicpersist can enable its unit", pathOf(r, f.Path))
+				return c, fmt.Errorf("%s: exists and is not a symbolic link; move it away so nicpersist can enable its unit", r.Path(f.Path))
 			}
 			return c, err
 		case cur == f.Link:
@@ -156,8 +152,9 @@ func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
 		c.Old, c.New = []byte(cur), []byte(f.Link)
 		return c, nil
 	}
-	if fi, err := r.Lstat(f.Path); err == nil && fi.IsDir() {
-		return c, fmt.Errorf("%s: is a directory; nicpersist writes a file there", pathOf(r, f.Path))
+	fi, lerr := r.Lstat(f.Path)
+	if lerr == nil && fi.IsDir() {
+		return c, fmt.Errorf("%s: is a directory; nicpersist writes a file there", r.Path(f.Path))
 	}
 	cur, exists, err := readFile(r, f.Path)
 	if err != nil {
@@ -167,39 +164,31 @@ func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
 	switch f.Kind {
 	case target.Owned:
 		if exists && !inManifest && !bytes.HasPrefix(cur, []byte(ownedPrefix)) {
-			return c, fmt.Errorf("%s: exists and was not written by nicpersist; move it away (nicpersist never overwrites a file it does not own)", pathOf(r, f.Path))
+			return c, fmt.Errorf("%s: exists and was not written by nicpersist; move it away (nicpersist never overwrites a file it does not own)", r.Path(f.Path))
 		}
 		c.New = f.Data
 	case target.Block:
 		// The file is the user's too: keep its mode.
-		if fi, err := r.Lstat(f.Path); err == nil && exists {
+		if lerr == nil && exists {
 			c.Mode = fi.Mode().Perm()
-			f.Mode = c.Mode
 		}
 		merged, err := mergeBlock(cur, f.Data)
 		if err != nil {
-			return c, fmt.Errorf("%s: %w", pathOf(r, f.Path), err)
+			return c, fmt.Errorf("%s: %w", r.Path(f.Path), err)
 		}
 		c.New = merged
 	}
+	// A Block file keeps its own mode (c.Mode above), so only an Owned
+	// file's mode can differ.
 	switch {
 	case !exists:
 		c.Status = Created
-	case !bytes.Equal(cur, c.New) || modeDiffers(r, f):
+	case !bytes.Equal(cur, c.New) || (lerr == nil && fi.Mode().Perm() != c.Mode.Perm()):
 		c.Status = Updated
 	default:
 		c.Status = Unchanged
 	}
 	return c, nil
-}
-
-func modeDiffers(r *fsroot.Root, f target.File) bool {
-	fi, err := r.Lstat(f.Path)
-	return err == nil && fi.Mode().Perm() != f.Mode.Perm()
-}
-
-func pathOf(r *fsroot.Root, p string) string {
-	return strings.TrimSuffix(r.Dir(), "/") + "/" + p
 }
 
 // mergeBlock puts block between the markers in cur, or appends a new block.
@@ -274,7 +263,7 @@ func removal(r *fsroot.Root, path string, k target.Kind) (*Change, error) {
 	}
 	rest, err := stripBlock(cur)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", pathOf(r, path), err)
+		return nil, fmt.Errorf("%s: %w", r.Path(path), err)
 	}
 	if strings.TrimSpace(string(rest)) != "" {
 		fi, _ := r.Lstat(path)
@@ -312,7 +301,7 @@ func Apply(r *fsroot.Root, changes []Change) error {
 	for _, c := range changes {
 		sweep = append(append(sweep, c.Path), c.sweep...)
 	}
-	if err := clearTemps(r, sweep); err != nil {
+	if err := r.RemoveTemps(sweep); err != nil {
 		return err
 	}
 	for _, c := range changes {
@@ -377,36 +366,4 @@ func validManifestPath(p string) bool {
 		}
 	}
 	return false
-}
-
-// clearTemps removes the .<base>.nicpersist-tmp-* files beside paths: what
-// a render killed between creating and renaming a temporary file left.
-func clearTemps(r *fsroot.Root, paths []string) error {
-	byDir := map[string]map[string]bool{}
-	for _, p := range paths {
-		dir, base := path.Split(p)
-		dir = strings.TrimSuffix(dir, "/")
-		if dir == "" {
-			dir = "."
-		}
-		if byDir[dir] == nil {
-			byDir[dir] = map[string]bool{}
-		}
-		byDir[dir][base] = true
-	}
-	for dir, bases := range byDir {
-		names, err := r.ReadDir(dir)
-		if err != nil {
-			continue // a missing or unreadable directory holds no temporary file of ours
-		}
-		for _, n := range names {
-			base, _, ok := strings.Cut(strings.TrimPrefix(n, "."), ".nicpersist-tmp-")
-			if ok && strings.HasPrefix(n, ".") && bases[base] {
-				if err := r.Remove(path.Join(dir, n)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }

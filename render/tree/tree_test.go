@@ -69,7 +69,6 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 	route := "etc/sysconfig/network-scripts/route-eth1"
 	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
 	os.WriteFile(filepath.Join(dir, route), []byte("user line\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
 	first := []target.File{
 		{Path: "etc/nicpersist/ip4.batch", Kind: target.Owned, Data: []byte(target.Header("p.toml") + "x\n"), Mode: 0o644},
 		{Path: route, Kind: target.Block, Data: []byte("r1\n"), Mode: 0o644},
