@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,29 +31,21 @@ func runApply(args []string, stdout, stderr io.Writer) int {
 		wait = w
 	}
 	c := apply.Config{Stderr: stderr}
-	fl := pflag.NewFlagSet("apply", pflag.ContinueOnError)
+	fl := pflag.NewFlagSet("apply start|stop", pflag.ContinueOnError)
 	fl.StringVar(&c.Dir, "dir", "/"+target.Dir, "the rendered files to apply")
 	fl.StringVar(&c.State, "state", state, "where start keeps what it displaced and applied, for stop ($NICPERSIST_STATE, $RUNTIME_DIRECTORY)")
 	fl.IntVar(&wait, "wait", wait, "seconds start waits for the links to be up with their addresses ($NICPERSIST_WAIT)")
-	fl.SetOutput(io.Discard)
-	err := fl.Parse(args)
-	if err == pflag.ErrHelp {
-		fmt.Fprintf(stdout, "Usage of nicpersist apply start|stop:\n%s", fl.FlagUsages())
-		return ExitOK
-	}
-	if err == nil && fl.NArg() != 1 {
-		err = fmt.Errorf("want one of start or stop")
+	if code, ok := parse(fl, args, 1, stdout, stderr); !ok {
+		return code
 	}
 	verb := fl.Arg(0)
-	if err == nil && verb != "start" && verb != "stop" {
-		err = fmt.Errorf("unknown action %q; want start or stop", verb)
-	}
-	if err == nil && wait < 0 {
-		err = fmt.Errorf("--wait %d: want 0 or more seconds", wait)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist apply: %v\nUsage of nicpersist apply start|stop:\n%s", err, fl.FlagUsages())
-		return ExitInvalid
+	switch {
+	case verb == "":
+		return usageError(fl, errors.New("want one of start or stop"), stderr)
+	case verb != "start" && verb != "stop":
+		return usageError(fl, fmt.Errorf("unknown action %q; want start or stop", verb), stderr)
+	case wait < 0:
+		return usageError(fl, fmt.Errorf("--wait %d: want 0 or more seconds", wait), stderr)
 	}
 	c.Wait = time.Duration(wait) * time.Second
 	// A short run at boot: collect garbage only past 64 MiB (10,000 routes

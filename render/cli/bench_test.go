@@ -2,8 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -96,15 +96,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func benchWriteProfile(b *testing.B, text string) string {
-	b.Helper()
-	p := filepath.Join(b.TempDir(), "profile.toml")
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
 // benchRenderFiles renders prof into a fresh root per iteration.
 func benchRenderFiles(b *testing.B, prof string, extra ...string) {
 	b.Helper()
@@ -122,7 +113,7 @@ func benchRenderFiles(b *testing.B, prof string, extra ...string) {
 		args := append([]string{"render", "--root", root, "--profile", prof}, extra...)
 		c0 := cpuTime()
 		b.StartTimer()
-		code := Main(args, discard{}, discard{})
+		code := Main(args, io.Discard, io.Discard)
 		b.StopTimer()
 		cpu += cpuTime() - c0
 		if code != 0 {
@@ -135,14 +126,10 @@ func benchRenderFiles(b *testing.B, prof string, extra ...string) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 func BenchmarkRender(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			benchRenderFiles(b, benchWriteProfile(b, benchProfile(n)), "--target", "systemd")
+			benchRenderFiles(b, writeProfile(b, benchProfile(n)), "--target", "systemd")
 		})
 	}
 }
@@ -151,7 +138,7 @@ func BenchmarkRender(b *testing.B) {
 func BenchmarkRenderRHEL(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			benchRenderFiles(b, benchWriteProfile(b, benchProfile(n)), "--target", "rhel", "--rhel-stack", "network-scripts")
+			benchRenderFiles(b, writeProfile(b, benchProfile(n)), "--target", "rhel", "--rhel-stack", "network-scripts")
 		})
 	}
 }
@@ -167,7 +154,7 @@ func BenchmarkRenderSeed(b *testing.B) {
 func BenchmarkRerender(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			prof := benchWriteProfile(b, benchProfile(n))
+			prof := writeProfile(b, benchProfile(n))
 			root := b.TempDir()
 			args := []string{"render", "--root", root, "--profile", prof, "--target", "systemd"}
 			if _, errOut, code := run(args...); code != 0 {
@@ -178,7 +165,7 @@ func BenchmarkRerender(b *testing.B) {
 			c0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if code := Main(args, discard{}, discard{}); code != 0 {
+				if code := Main(args, io.Discard, io.Discard); code != 0 {
 					b.Fatal(code)
 				}
 			}

@@ -31,8 +31,9 @@ const (
 // DefaultProfile is read under --root when --profile is not given.
 const DefaultProfile = "etc/nicpersist/profile.toml"
 
-// Version is set by the build (-ldflags -X).
-const Version = "0.1.0"
+// Version may be set by the build: -ldflags "-X
+// github.com/nicpersist/nicpersist/render/cli.Version=...".
+var Version = "0.1.0"
 
 const usage = `nicpersist renders boot-persistent policy routing, NAT and sysctls for
 multi-NIC machines from one TOML profile.
@@ -94,22 +95,28 @@ func (c *common) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.root, "root", "/", "directory the rendered paths are relative to")
 }
 
-// parse handles --help and usage errors the same way for every command.
-func parse(fl *pflag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+// parse handles --help and usage errors the same way for every command;
+// nargs is how many arguments besides the flags the command takes at most.
+func parse(fl *pflag.FlagSet, args []string, nargs int, stdout, stderr io.Writer) (int, bool) {
 	fl.SetOutput(io.Discard)
 	err := fl.Parse(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stdout, "Usage of nicpersist %s:\n%s", fl.Name(), fl.FlagUsages())
 		return ExitOK, false
 	}
-	if err == nil && fl.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q", fl.Arg(0))
+	if err == nil && fl.NArg() > nargs {
+		err = fmt.Errorf("unexpected argument %q", fl.Arg(nargs))
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist %s: %v\nUsage of nicpersist %s:\n%s", fl.Name(), err, fl.Name(), fl.FlagUsages())
-		return ExitInvalid, false
+		return usageError(fl, err, stderr), false
 	}
 	return 0, true
+}
+
+// usageError says what is wrong with the command line, and how it goes.
+func usageError(fl *pflag.FlagSet, err error, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "nicpersist %s: %v\nUsage of nicpersist %s:\n%s", fl.Name(), err, fl.Name(), fl.FlagUsages())
+	return ExitInvalid
 }
 
 // loaded is a profile read, checked and expanded against a root.
@@ -258,7 +265,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
 	fl.BoolVar(&asJSON, "json", false, `print {"changed": bool, "files": [...]} on stdout`)
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	if code, ok := parse(fl, args, 0, stdout, stderr); !ok {
 		return code
 	}
 	if err := target.CheckApply(engine); err != nil {
@@ -339,7 +346,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	var c common
 	fl := pflag.NewFlagSet("check", pflag.ContinueOnError)
 	c.register(fl)
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	if code, ok := parse(fl, args, 0, stdout, stderr); !ok {
 		return code
 	}
 	l, code := load(c, stderr)

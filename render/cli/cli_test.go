@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func writeProfile(t *testing.T, text string) string {
+func writeProfile(t testing.TB, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "profile.toml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -37,7 +37,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"render", "--root", "/tmp", "--apply", "fast"}, 2, "", `unknown --apply "fast"; use auto, binary or script`},
 		{[]string{"apply"}, 2, "", "want one of start or stop"},
 		{[]string{"apply", "restart"}, 2, "", `unknown action "restart"; want start or stop`},
-		{[]string{"apply", "start", "stop"}, 2, "", "want one of start or stop"},
+		{[]string{"apply", "start", "stop"}, 2, "", `unexpected argument "stop"`},
 		{[]string{"apply", "start", "--wait", "-1"}, 2, "", "--wait -1: want 0 or more seconds"},
 		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop:", ""},
 	} {

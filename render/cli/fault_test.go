@@ -266,7 +266,7 @@ func fill(t *testing.T, path string, keep int64) {
 // exit 1 saying "no space left on device" and leave every file whole; with
 // the space back, renders of either profile must converge.
 func TestFaultFullDisk(t *testing.T) {
-	need(t, "mount a 256k tmpfs as the root")
+	need(t, "mount a 512k tmpfs as the root")
 	fc := newFaultCase(t, 400, "--target", "systemd")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	failures := 0

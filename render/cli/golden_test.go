@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -75,8 +76,8 @@ func copyTree(t *testing.T, from, to string) {
 	}
 }
 
-// snapshot maps every path under dir to its content, "-> target" for links,
-// with the permission bits of executables marked.
+// snapshot maps every path under dir to its content, "-> target" for links
+// (modes are not compared here; TestGolden checks apply.sh's).
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -103,14 +104,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func args(t *testing.T, name string) []string {
-	b, err := os.ReadFile(filepath.Join(testdataDir, name, "args"))
-	if err != nil {
-		return nil
-	}
-	return strings.Fields(string(b))
-}
-
 // renderCase renders one case into a fresh copy of its root.
 func renderCase(t *testing.T, name string) (root, stdout, stderr string) {
 	t.Helper()
@@ -126,7 +119,7 @@ func renderCase(t *testing.T, name string) (root, stdout, stderr string) {
 	if err := os.WriteFile(filepath.Join(root, DefaultProfile), prof, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := run(append([]string{"render", "--root", root}, args(t, name)...)...)
+	stdout, stderr, code := run("render", "--root", root)
 	if code != 0 {
 		t.Fatalf("render exited %d:\n%s", code, stderr)
 	}
@@ -221,7 +214,7 @@ func TestGolden(t *testing.T) {
 			}
 			again := snapshot(t, root)
 			delete(again, script)
-			if !equalMaps(again, got) {
+			if !maps.Equal(again, got) {
 				t.Errorf("second render changed the tree")
 			}
 			out, _, _ = run("render", "--root", root, "--json")
@@ -230,18 +223,6 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestShippedExample keeps the README's example and the seed case one file.
