@@ -5,7 +5,9 @@ package diag
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Severity separates what stops a render from what only deserves a look.
@@ -41,8 +43,30 @@ func (p Problem) String() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Msg)
+	return printable(b.String())
+}
+
+// printable escapes every rune a terminal would not show as itself. Key
+// paths and the decoder's messages quote the profile raw (a quoted TOML key
+// may hold any character), and a newline would split the report while an
+// escape sequence would drive the user's terminal.
+func printable(s string) string {
+	if strings.IndexFunc(s, notPrint) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if !notPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
 	return b.String()
 }
+
+func notPrint(r rune) bool { return !unicode.IsPrint(r) }
 
 // LineOf maps a key path to the line it was written on; 0 when unknown.
 type LineOf func(path string) int

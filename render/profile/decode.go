@@ -44,7 +44,7 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 		line := 0
 		msg := err.Error()
 		if errors.As(err, &pe) {
-			line, msg = pe.Position.Line, oneLine(pe.Message)
+			line, msg = pe.Position.Line, pe.Message
 			if pe.LastKey != "" {
 				msg = fmt.Sprintf("%s (after key %s)", msg, pe.LastKey)
 			}
@@ -204,11 +204,6 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
-}
-
-// oneLine keeps a message that quotes the input on one line.
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
 }
 
 // exactKey reports whether every part of k is a schema key as spelled, or

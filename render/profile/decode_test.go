@@ -43,6 +43,10 @@ func TestDecodeProblems(t *testing.T) {
 		{"version = 1\n[sysctls]\n", `p:2: sysctls: unknown key; did you mean "sysctl"?`},
 		{"version = 1\nversion = 2\n", "p:2: not a valid profile:"},
 		{"version = 1\ninterface = 3\n", "p:2: not a valid profile:"},
+		// A quoted key's control characters come back escaped, so the
+		// message stays one line and sends no escape to the terminal.
+		{"\"\\n\" =", `p:1: not a valid profile: unexpected EOF; expected value (after key \n)`},
+		{"[a]\n\"\\u001b[31m\" =", `(after key a.\x1b[31m)`},
 		{"version = 1\n[[route]]\nbogus = 1\n[[route]]\nbogus = 2\n", "p:5: route[1].bogus: unknown key; known keys here: dev, metric, table, to, via"},
 	} {
 		l := &diag.List{File: "p"}
