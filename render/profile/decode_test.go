@@ -47,6 +47,10 @@ func TestDecodeProblems(t *testing.T) {
 		// message stays one line and sends no escape to the terminal.
 		{"\"\\n\" =", `p:1: not a valid profile: unexpected EOF; expected value (after key \n)`},
 		{"[a]\n\"\\u001b[31m\" =", `(after key a.\x1b[31m)`},
+		// A quoted unknown key is placed on its line, with its index.
+		{"version = 1\n[[interface]]\nname = \"a\"\n[[interface]]\n\"x.y\" = 1\n", `p:5: interface[1]."x.y": unknown key; known keys here:`},
+		{"version = 1\n\"\\u001b\\n\" = 1\n", `p:2: "\u001b\n": unknown key;`},
+		{"version = 1\n[ 'sys' . \"x]\" ]\na = 1\n", `p:2: sys."x]": unknown key`},
 		{"version = 1\n[[route]]\nbogus = 1\n[[route]]\nbogus = 2\n", "p:5: route[1].bogus: unknown key; known keys here: dev, metric, table, to, via"},
 	} {
 		l := &diag.List{File: "p"}

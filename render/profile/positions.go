@@ -3,6 +3,8 @@ package profile
 import (
 	"strconv"
 	"strings"
+
+	"github.com/BurntSushi/toml"
 )
 
 // BurntSushi/toml keeps key positions private, so lines are indexed here by a
@@ -84,38 +86,64 @@ func joinKey(prefix, key string) string {
 }
 
 func headerName(s, closer string) string {
-	if i := strings.Index(s, closer); i >= 0 {
+	if i := indexOutsideQuotes(s, closer[0]); i >= 0 {
 		s = s[:i]
 	}
 	return normalizeKey(s)
 }
 
-// normalizeKey turns ` a . "b" ` into a.b.
+// normalizeKey turns ` a . "b c" . 'd' ` into a."b c".d: each part as
+// toml.Key.String spells it, so that an indexed path matches the decoder's
+// name for the key even when the profile quotes it.
 func normalizeKey(s string) string {
-	parts := strings.Split(s, ".")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if len(p) >= 2 && (p[0] == '"' || p[0] == '\'') && p[len(p)-1] == p[0] {
-			p = p[1 : len(p)-1]
+	var parts []string
+	for {
+		i := indexOutsideQuotes(s, '.')
+		if i < 0 {
+			break
 		}
-		parts[i] = p
+		parts = append(parts, keyPart(s[:i]))
+		s = s[i+1:]
 	}
-	return strings.Join(parts, ".")
+	return strings.Join(append(parts, keyPart(s)), ".")
 }
 
-// keyEnd finds the '=' that ends a key, skipping quoted key parts.
-func keyEnd(s string) int {
+func keyPart(p string) string {
+	p = strings.TrimSpace(p)
+	if len(p) < 2 || (p[0] != '"' && p[0] != '\'') || p[len(p)-1] != p[0] {
+		return p
+	}
+	v := p[1 : len(p)-1]
+	if p[0] == '"' && strings.Contains(v, `\`) {
+		// Escapes are TOML's, not Go's (\e, no octal): let the decoder,
+		// which has already accepted this key, read it.
+		var m map[string]any
+		if _, err := toml.Decode(p+" = 0", &m); err == nil && len(m) == 1 {
+			for k := range m {
+				v = k
+			}
+		}
+	}
+	return toml.Key{v}.String()
+}
+
+// keyEnd finds the '=' that ends a key.
+func keyEnd(s string) int { return indexOutsideQuotes(s, '=') }
+
+// indexOutsideQuotes finds c outside TOML's basic and literal strings.
+func indexOutsideQuotes(s string, c byte) int {
 	var quote byte
 	for i := 0; i < len(s); i++ {
-		c := s[i]
 		switch {
 		case quote != 0:
-			if c == quote {
+			if s[i] == '\\' && quote == '"' {
+				i++
+			} else if s[i] == quote {
 				quote = 0
 			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '=':
+		case s[i] == '"' || s[i] == '\'':
+			quote = s[i]
+		case s[i] == c:
 			return i
 		}
 	}
