@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -48,14 +49,7 @@ var nsCount atomic.Int64
 func newNS(t *testing.T) string {
 	t.Helper()
 	need(t)
-	name := fmt.Sprintf("%s%d-%d", nsPrefix, os.Getpid(), nsCount.Add(1))
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
+	return testenv.Netns(t, nsPrefix, strconv.FormatInt(nsCount.Add(1), 10))
 }
 
 // inNetns says whether this is the child process, inside the namespace made

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,19 +318,6 @@ func FuzzRender(f *testing.F) {
 // fzTools are the validators' programs (testenv adds ip for the namespaces).
 var fzTools = []string{"systemd-analyze", "iptables-restore", "ip6tables-restore", "sysctl", "sh"}
 
-// fzNetns makes a network namespace that the test removes when it ends.
-func fzNetns(t testing.TB) string {
-	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	name := fzPrefix + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
 func fzRun(stdin []byte, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	if stdin != nil {
@@ -414,7 +400,9 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 	}
 	errs = append(errs, fzOnce("sh", shText, func() error { return fzRun(nil, "sh", "-n", applySh) }))
 
-	ns := fzNetns(t)
+	var b [4]byte
+	rand.Read(b[:])
+	ns := testenv.Netns(t, fzPrefix, hex.EncodeToString(b[:]))
 	if err := fzLinks(ns, p); err != nil {
 		return err
 	}

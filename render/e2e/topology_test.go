@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"net"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 // family holds the addresses a check needs in one IP family.
@@ -50,18 +51,14 @@ type topoOpts struct {
 // ends, whatever happens.
 func newTopology(t *testing.T, o topoOpts) *topology {
 	t.Helper()
-	id := nsPrefix + itoa(pidSelf) + "-" + randHex(3)
-	tp := &topology{cl: id + "-cl", vm: id + "-vm", g1: id + "-g1", g2: id + "-g2", in: id + "-in"}
-	for _, ns := range []string{tp.cl, tp.vm, tp.g1, tp.g2, tp.in} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		})
+	id := randHex(3)
+	netns := func(role string) string {
+		ns := testenv.Netns(t, nsPrefix, id+"-"+role)
 		// No duplicate address detection: addresses are usable at once.
 		sysctls(t, ns, "net.ipv6.conf.all.accept_dad", "0", "net.ipv6.conf.default.accept_dad", "0")
+		return ns
 	}
+	tp := &topology{cl: netns("cl"), vm: netns("vm"), g1: netns("g1"), g2: netns("g2"), in: netns("in")}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if out, err := try(nil, nil, "ip", "netns", "exec", tp.vm, "sh", "-c", snapshotScript); err == nil {

@@ -73,6 +73,23 @@ func Skip(t testing.TB, why string) {
 	t.Skipf("skipping: %s (run as root with the tools installed, as .ci/run does)", why)
 }
 
+// Netns makes the network namespace <prefix><pid>-<suffix> (the form Sweep
+// knows) and deletes it when t ends; a namespace that will not go fails t,
+// since it would outlive the run.
+func Netns(t testing.TB, prefix, suffix string) string {
+	t.Helper()
+	name := prefix + strconv.Itoa(os.Getpid()) + "-" + suffix
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
+		}
+	})
+	return name
+}
+
 // probes remembers, per namespace prefix, whether `ip netns` worked: one
 // probe per test binary.
 var probes sync.Map // prefix -> func() error (sync.OnceValue)
