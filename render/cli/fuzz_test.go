@@ -179,7 +179,24 @@ func fzPlanInvariants(t *testing.T, p *plan.Plan) {
 		}
 		ids[tb.ID] = true
 	}
+	// The kernel knows a route by table, destination and metric (IPv6's
+	// unset metric is 1024): a second one fails `ip route add` in a RHEL
+	// route file, or silently replaces the first through `route replace`.
+	type routeID struct {
+		table  uint32
+		to     netip.Prefix
+		metric uint32
+	}
+	routes := map[routeID]string{}
 	for _, r := range p.Routes {
+		id := routeID{r.Table, r.To, r.Metric}
+		if r.Family == plan.V6 && !r.MetricSet {
+			id.metric = 1024
+		}
+		if prev, dup := routes[id]; dup {
+			t.Errorf("route %s (%s) is also made by %s", r.Origin, r.Args(), prev)
+		}
+		routes[id] = r.Origin
 		if fzFamily(r.To.Addr()) != r.Family || r.Via.IsValid() && fzFamily(r.Via) != r.Family {
 			t.Errorf("route %s: mixed families: %s", r.Origin, r.Args())
 		}

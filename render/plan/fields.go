@@ -147,6 +147,12 @@ func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 		c.p.Errorf(path, "%s is %s; put it in %s", s, famName(familyOf(a)), other)
 		return netip.Prefix{}, false
 	}
+	if p.Bits() == 0 {
+		// Every address would be on-link, and the subnet route would be
+		// the default route itself (reply_via_self would make it twice).
+		c.p.Errorf(path, "%s has prefix length 0, which puts every address on the link; give the subnet's prefix length, e.g. %s", s, netip.PrefixFrom(a, map[bool]int{true: 24, false: 64}[a.Is4()]))
+		return netip.Prefix{}, false
+	}
 	if what := notHostOf(a, p); what != "" {
 		c.p.Errorf(path, "%s is the %s address of %s; give the interface's own address", s, what, p.Masked())
 		return netip.Prefix{}, false
