@@ -112,8 +112,7 @@ func reportUnknown(d *Decoded, k toml.Key, problems *diag.List) {
 		paths = []string{plain}
 	}
 	sort.Strings(paths)
-	parent := strings.Join(k[:len(k)-1], ".")
-	known := knownKeys(parent)
+	known := knownKeys(k[:len(k)-1])
 	for _, p := range paths {
 		msg := "unknown key"
 		if s := nearest(k[len(k)-1], known); s != "" {
@@ -129,23 +128,12 @@ var indexRE = regexp.MustCompile(`\[\d+\]`)
 
 func stripIndices(p string) string { return indexRE.ReplaceAllString(p, "") }
 
-// knownKeys lists the TOML keys of the schema type found at a dotted path.
-func knownKeys(parent string) []string {
-	t := reflect.TypeOf(Profile{})
-	if parent != "" {
-		for _, part := range strings.Split(parent, ".") {
-			f, ok := fieldByTag(t, part)
-			if !ok {
-				return nil
-			}
-			t = f.Type
-			if t.Kind() == reflect.Slice {
-				t = t.Elem()
-			}
-			if t.Kind() != reflect.Struct || isLeaf(t) {
-				return nil
-			}
-		}
+// knownKeys lists the TOML keys of the schema table at parent; none when
+// parent is no table of the schema.
+func knownKeys(parent []string) []string {
+	t, ok := schemaAt(parent)
+	if !ok || t == nil || t.Kind() != reflect.Struct || isLeaf(t) {
+		return nil
 	}
 	var keys []string
 	for i := 0; i < t.NumField(); i++ {
@@ -209,21 +197,29 @@ func editDistance(a, b string) int {
 // exactKey reports whether every part of k is a schema key as spelled, or
 // lies below a leaf (whose contents the leaf's own check reports).
 func exactKey(k toml.Key) bool {
+	_, ok := schemaAt(k)
+	return ok
+}
+
+// schemaAt walks the schema along parts, spelled exactly: the type found
+// there, nil when the walk passed a leaf (what lies below is the leaf's own
+// check), and false when a part is no schema key.
+func schemaAt(parts []string) (reflect.Type, bool) {
 	t := reflect.TypeOf(Profile{})
-	for _, part := range k {
+	for _, part := range parts {
 		if t.Kind() != reflect.Struct || isLeaf(t) {
-			return true
+			return nil, true
 		}
 		f, ok := fieldByTag(t, part)
 		if !ok {
-			return false
+			return nil, false
 		}
 		t = f.Type
 		if t.Kind() == reflect.Slice {
 			t = t.Elem()
 		}
 	}
-	return true
+	return t, true
 }
 
 func subsequence(s, of string) bool {
