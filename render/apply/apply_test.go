@@ -490,6 +490,17 @@ func snapshot(t *testing.T) string {
 	return b.String()
 }
 
+// asBefore reports, as an error of t, a namespace that is no longer as the
+// snapshot before was taken.
+func asBefore(t *testing.T, before, after string) bool {
+	t.Helper()
+	now := snapshot(t)
+	if now != before {
+		t.Errorf("after %s the namespace is not as before.\nbefore:\n%s\nafter:\n%s", after, before, now)
+	}
+	return now == before
+}
+
 // stateFiles returns the state directory's files and their contents.
 func stateFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -574,8 +585,8 @@ func TestStartStop(t *testing.T) {
 	// the first Start and the state directory is empty.
 	unchanged := func(t *testing.T, what, state string) {
 		t.Helper()
-		if after := snapshot(t); after != before {
-			t.Fatalf("after %s the namespace is not as before Start.\nbefore:\n%s\nafter:\n%s", what, before, after)
+		if !asBefore(t, before, what) {
+			t.FailNow()
 		}
 		if m := stateFiles(t, state); len(m) != 0 {
 			t.Errorf("after %s the state directory holds %q, want nothing", what, slices.Sorted(maps.Keys(m)))
@@ -806,10 +817,7 @@ func TestMultipathPreRoute(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	vethUp(t, "eth1")
-	ipc(t, "addr add 10.1.0.2/24 dev eth1")
-	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	eth1Up(t)
 	ipc(t, "-4 route add 10.8.0.0/16 table 1000 nexthop via 10.1.0.3 dev eth1 weight 1 nexthop via 10.1.0.4 dev eth1 weight 2")
 	ipc(t, "-6 route add 2001:db8:4::/64 table 1000 nexthop via 2001:db8:1::3 dev eth1 nexthop via 2001:db8:1::4 dev eth1")
 	before := snapshot(t)
@@ -822,9 +830,7 @@ func TestMultipathPreRoute(t *testing.T) {
 	mustStart(t, c)
 	wantLines(t, "-4 route show table 1000", "10.8.0.0/16 via 10.1.0.1 dev eth1 proto 241")
 	mustStop(t, c)
-	if after := snapshot(t); after != before {
-		t.Errorf("after Stop the namespace is not as before Start.\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	asBefore(t, before, "Stop")
 }
 
 // TestSysctlListTab: a sysctl.list line splits at any blank, as apply.sh's

@@ -61,9 +61,7 @@ func TestMultipathDefault(t *testing.T) {
 		e.start(t, c)
 		wantLines(t, "-4 route show default", "default via 10.2.0.1 dev eth2 proto 241")
 		e.stop(t, c)
-		if after := snapshot(t); after != before {
-			t.Errorf("%s: after stop the namespace is not as before start.\nbefore:\n%s\nafter:\n%s", e.name, before, after)
-		}
+		asBefore(t, before, e.name+" stop")
 	}
 }
 
@@ -95,9 +93,7 @@ func TestUndoGoesOnPastABadLine(t *testing.T) {
 			t.Errorf("%s: stop left 10.9.0.0/16, after the line ip cannot parse:\n%s", e.name, got)
 		}
 		ipc(t, "-4 route flush table 1000")
-		if after := snapshot(t); after != before {
-			t.Errorf("%s: after stop the namespace is not as before start.\nbefore:\n%s\nafter:\n%s", e.name, before, after)
-		}
+		asBefore(t, before, e.name+" stop")
 	}
 }
 

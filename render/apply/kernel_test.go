@@ -145,6 +145,16 @@ func vethUp(t *testing.T, name string) {
 	ipc(t, "link set "+name+"p up")
 }
 
+// eth1Up brings lo up and makes eth1, a veth with 10.1.0.2/24 and
+// 2001:db8:1::2/64 (usable at once: no duplicate address detection).
+func eth1Up(t *testing.T) {
+	t.Helper()
+	ipc(t, "link set lo up")
+	vethUp(t, "eth1")
+	ipc(t, "addr add 10.1.0.2/24 dev eth1")
+	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+}
+
 // TestExistsLinesRealIP pins the error log of the installed `ip -force
 // -batch` (iproute2 6.1: each failed line's messages, then "Command failed
 // FILE:N") against existsLines and onlyExists.
@@ -255,10 +265,7 @@ func TestDumpRoutes(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	vethUp(t, "eth1")
-	ipc(t, "addr add 10.1.0.2/24 dev eth1")
-	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	eth1Up(t)
 	for _, l := range []string{
 		"-4 route add 10.9.0.0/16 via 10.1.0.1 dev eth1 table 1000 proto 241 metric 7",
 		"-4 route add 10.8.0.0/16 dev eth1 table 100",
@@ -333,10 +340,7 @@ func TestPresent(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	vethUp(t, "eth1")
-	ipc(t, "addr add 10.1.0.2/24 dev eth1")
-	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	eth1Up(t)
 	for _, l := range []string{
 		"-4 route add 10.9.0.0/16 via 10.1.0.1 dev eth1 table 1000 proto 241 metric 7",
 		"-4 route add 10.7.0.5 dev eth1 table 70000",
@@ -397,10 +401,7 @@ func TestHasForeignDefault4(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	vethUp(t, "eth1")
-	ipc(t, "addr add 10.1.0.2/24 dev eth1")
-	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	eth1Up(t)
 	for _, tc := range []struct {
 		do   string // an ip command line, or "" for none
 		want bool
@@ -566,16 +567,13 @@ func TestLinkReady(t *testing.T) {
 
 // TestPreRoutes checks that the routes a start finds in the kernel are
 // matched to its lines by table, prefix and metric, and written as `ip route
-// replace` takes them back. (Multipath routes: TestBugMultipathPreRoute.)
+// replace` takes them back. (Multipath routes: TestMultipathPreRoute.)
 func TestPreRoutes(t *testing.T) {
 	t.Parallel()
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	vethUp(t, "eth1")
-	ipc(t, "addr add 10.1.0.2/24 dev eth1")
-	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	eth1Up(t)
 	for _, l := range []string{
 		"-4 route add 10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000 proto static",
 		"-4 route add 10.7.0.0/16 via 10.1.0.3 dev eth1 metric 5",
