@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nicpersist/nicpersist/render/apply"
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/apply"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 )
 
 // runApply is what nicpersist.service runs: `apply start` (also its reload)
@@ -32,7 +32,7 @@ func runApply(args []string, stdout, stderr io.Writer) int {
 	}
 	c := apply.Config{Stderr: stderr}
 	fl := pflag.NewFlagSet("apply start|stop", pflag.ContinueOnError)
-	fl.StringVar(&c.Dir, "dir", "/"+target.Dir, "the rendered files to apply")
+	fl.StringVar(&c.Dir, "dir", "/"+distro.Dir, "the rendered files to apply")
 	fl.StringVar(&c.State, "state", state, "where start keeps what it displaced and applied, for stop ($NICPERSIST_STATE, $RUNTIME_DIRECTORY)")
 	fl.IntVar(&wait, "wait", wait, "seconds start waits for the links to be up with their addresses ($NICPERSIST_WAIT)")
 	if code, ok := parse(fl, args, 1, stdout, stderr); !ok {

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nicpersist/nicpersist/render/diag"
-	"github.com/nicpersist/nicpersist/render/plan"
-	"github.com/nicpersist/nicpersist/render/profile"
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
 // Render benchmarks (no timed assertions; packaging/bench/render-bench.sh
@@ -203,7 +203,7 @@ func BenchmarkRenderMemory(b *testing.B) {
 				if p == nil {
 					b.Fatal(l.Items)
 				}
-				if _, err := target.Render(p, target.Choice{Target: target.Systemd}, "p"); err != nil {
+				if _, err := distro.Render(p, distro.Choice{Target: distro.Systemd}, "p"); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nicpersist/nicpersist/render/diag"
-	"github.com/nicpersist/nicpersist/render/fsroot"
-	"github.com/nicpersist/nicpersist/render/plan"
-	"github.com/nicpersist/nicpersist/render/profile"
-	"github.com/nicpersist/nicpersist/render/target"
-	"github.com/nicpersist/nicpersist/render/tree"
+	"github.com/nicpersist/nicpersist/render/internal/changeset"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/fsroot"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
 // Exit codes of the contract.
@@ -199,7 +199,7 @@ func systemOf(r *fsroot.Root) plan.System {
 		names, _ := r.ReadDir(d)
 		for _, n := range names {
 			p := d + "/" + n
-			if p == target.RTTables || !strings.HasSuffix(n, ".conf") {
+			if p == distro.RTTables || !strings.HasSuffix(n, ".conf") {
 				continue
 			}
 			if b, err := r.ReadFile(p); err == nil {
@@ -207,12 +207,12 @@ func systemOf(r *fsroot.Root) plan.System {
 			}
 		}
 	}
-	names, _ := r.ReadDir(target.ScriptsDir)
+	names, _ := r.ReadDir(distro.ScriptsDir)
 	for _, n := range names {
 		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
 			continue
 		}
-		p := target.ScriptsDir + "/" + n
+		p := distro.ScriptsDir + "/" + n
 		if b, err := r.ReadFile(p); err == nil {
 			sys.ParseRules(userLines(string(b)), "/"+p)
 		}
@@ -227,10 +227,10 @@ func userLines(s string) string {
 	in := false
 	for i, l := range ls {
 		switch {
-		case strings.HasPrefix(l, tree.Begin):
+		case strings.HasPrefix(l, changeset.Begin):
 			in = true
 			ls[i] = ""
-		case strings.HasPrefix(l, tree.End):
+		case strings.HasPrefix(l, changeset.End):
 			in = false
 			ls[i] = ""
 		case in:
@@ -261,14 +261,14 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	c.register(fl)
 	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
-	fl.StringVar(&engine, "apply", "auto", "what the unit runs: auto (binary when the root has "+target.Binary+"), binary or script")
+	fl.StringVar(&engine, "apply", "auto", "what the unit runs: auto (binary when the root has "+distro.Binary+"), binary or script")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
 	fl.BoolVar(&asJSON, "json", false, `print {"changed": bool, "files": [...]} on stdout`)
 	if code, ok := parse(fl, args, 0, stdout, stderr); !ok {
 		return code
 	}
-	if err := target.CheckApply(engine); err != nil {
+	if err := distro.CheckApply(engine); err != nil {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
 	}
@@ -277,26 +277,26 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	choice, err := target.Detect(l.root, tgt, stack)
+	choice, err := distro.Detect(l.root, tgt, stack)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
 	}
-	if choice.Apply, choice.ApplyReason, err = target.DetectApply(l.root, engine); err != nil {
+	if choice.Apply, choice.ApplyReason, err = distro.DetectApply(l.root, engine); err != nil {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
 	}
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
 	fmt.Fprintf(stderr, "nicpersist: apply with %s: %s\n", choice.Apply, choice.ApplyReason)
-	files, err := target.Render(l.plan, choice, l.name)
+	files, err := distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
 	}
-	for _, w := range target.Warnings(l.root, choice, files) {
+	for _, w := range distro.Warnings(l.root, choice, files) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 	}
-	changes, err := tree.Compute(l.root, files, l.name)
+	changes, err := changeset.Compute(l.root, files, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: nothing written:\n%v\n", err)
 		return ExitRuntime
@@ -307,7 +307,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !dry {
-		if err := tree.Apply(l.root, changes); err != nil {
+		if err := changeset.Write(l.root, changes); err != nil {
 			hint := "fix the cause above and run it again to finish"
 			if errors.Is(err, fsroot.ErrOutsideRoot) {
 				hint = "replace that symbolic link with a directory under the root, then run it again"
@@ -386,7 +386,7 @@ func printPlan(w io.Writer, p *plan.Plan) {
 	if section("nat", len(p.NAT)) {
 		for _, n := range p.NAT {
 			cmd := map[plan.Family]string{plan.V4: "iptables", plan.V6: "ip6tables"}[n.Family]
-			rule := target.NATRule(n)
+			rule := distro.NATRule(n)
 			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", cmd, rule, n.Origin)
 		}
 	}

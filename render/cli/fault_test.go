@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 )
 
 // Fault injection: a render that cannot finish (full disk, read-only root,
@@ -426,17 +426,17 @@ func TestFaultKill(t *testing.T) {
 	}
 	preA := maps.Clone(cleanB)
 	inA := map[string]bool{}
-	for _, l := range strings.SplitAfter(cleanA[target.Manifest], "\n") {
+	for _, l := range strings.SplitAfter(cleanA[distro.Manifest], "\n") {
 		inA[l] = true
 	}
 	var pre strings.Builder
-	pre.WriteString(cleanA[target.Manifest])
-	for _, l := range strings.SplitAfter(cleanB[target.Manifest], "\n") {
+	pre.WriteString(cleanA[distro.Manifest])
+	for _, l := range strings.SplitAfter(cleanB[distro.Manifest], "\n") {
 		if !inA[l] && !strings.HasPrefix(l, "#") {
 			pre.WriteString(l)
 		}
 	}
-	preA[target.Manifest] = pre.String()
+	preA[distro.Manifest] = pre.String()
 	outside := faultOutside(t)
 	root := filepath.Join(filepath.Dir(outside), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {

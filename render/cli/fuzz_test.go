@@ -19,11 +19,11 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/nicpersist/nicpersist/render/diag"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
-	"github.com/nicpersist/nicpersist/render/plan"
-	"github.com/nicpersist/nicpersist/render/profile"
-	"github.com/nicpersist/nicpersist/render/target"
 )
 
 // Fuzzing.
@@ -143,8 +143,8 @@ func FuzzDecode(f *testing.F) {
 		if p2 == nil || fmt.Sprint(*p2) != fmt.Sprint(*p) {
 			t.Fatal("a second Build of the same profile differs")
 		}
-		for _, c := range []target.Choice{{Target: target.Systemd}, {Target: target.RHEL, Stack: target.NetworkScripts}, {Target: target.RHEL, Stack: target.NetworkManager}} {
-			files, err := target.Render(p, c, "/etc/nicpersist/profile.toml")
+		for _, c := range []distro.Choice{{Target: distro.Systemd}, {Target: distro.RHEL, Stack: distro.NetworkScripts}, {Target: distro.RHEL, Stack: distro.NetworkManager}} {
+			files, err := distro.Render(p, c, "/etc/nicpersist/profile.toml")
 			if err != nil {
 				t.Fatalf("Render %s: %v", c, err)
 			}
@@ -217,14 +217,14 @@ func fzFamily(a netip.Addr) plan.Family {
 }
 
 // fzFileInvariants: rendered text that no profile may break out of.
-func fzFileInvariants(t *testing.T, files []target.File) {
+func fzFileInvariants(t *testing.T, files []distro.File) {
 	t.Helper()
 	for _, f := range files {
-		if f.Kind == target.Symlink {
+		if f.Kind == distro.Symlink {
 			continue
 		}
 		for i, line := range strings.Split(strings.TrimSuffix(string(f.Data), "\n"), "\n") {
-			if strings.ContainsAny(line, "\r\x00\"'`$;\\|&<>(){}") && !(f.Path == target.Dir+"/apply.sh" || strings.HasPrefix(line, "#")) {
+			if strings.ContainsAny(line, "\r\x00\"'`$;\\|&<>(){}") && !(f.Path == distro.Dir+"/apply.sh" || strings.HasPrefix(line, "#")) {
 				t.Errorf("%s:%d: a character a reader may take as syntax: %q", f.Path, i+1, line)
 			}
 		}
@@ -384,7 +384,7 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		return fmt.Errorf("the profile was rendered but does not build:\n%v", l.Items)
 	}
 	var errs []error
-	unitPath := filepath.Join(root, target.UnitPath)
+	unitPath := filepath.Join(root, distro.UnitPath)
 	unitText, err := os.ReadFile(unitPath)
 	if err != nil {
 		return err
@@ -394,13 +394,13 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		// has no /usr/bin/nicpersist, so that one unit is verified with the
 		// path of this test binary in its place.
 		path := unitPath
-		if bytes.Contains(unitText, []byte(target.Binary+" ")) {
+		if bytes.Contains(unitText, []byte(distro.Binary+" ")) {
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			path = filepath.Join(t.TempDir(), target.UnitName)
-			if err := os.WriteFile(path, bytes.ReplaceAll(unitText, []byte(target.Binary+" "), []byte(self+" ")), 0o644); err != nil {
+			path = filepath.Join(t.TempDir(), distro.UnitName)
+			if err := os.WriteFile(path, bytes.ReplaceAll(unitText, []byte(distro.Binary+" "), []byte(self+" ")), 0o644); err != nil {
 				return err
 			}
 		}
@@ -410,7 +410,7 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		}
 		return nil
 	}))
-	applySh := filepath.Join(root, target.Dir, "apply.sh")
+	applySh := filepath.Join(root, distro.Dir, "apply.sh")
 	shText, err := os.ReadFile(applySh)
 	if err != nil {
 		return err
@@ -424,7 +424,7 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		return err
 	}
 	for _, x := range []struct{ file, tool string }{{"iptables.rules", "iptables-restore"}, {"ip6tables.rules", "ip6tables-restore"}} {
-		rules, err := os.ReadFile(filepath.Join(root, target.Dir, x.file))
+		rules, err := os.ReadFile(filepath.Join(root, distro.Dir, x.file))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -433,11 +433,11 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		}
 		errs = append(errs, fzRun(rules, "ip", "netns", "exec", ns, x.tool, "--test", "--noflush"))
 	}
-	if _, err := os.Stat(filepath.Join(root, target.SysctlConf)); err == nil {
-		errs = append(errs, fzRun(nil, "ip", "netns", "exec", ns, "sysctl", "-q", "-p", filepath.Join(root, target.SysctlConf)))
+	if _, err := os.Stat(filepath.Join(root, distro.SysctlConf)); err == nil {
+		errs = append(errs, fzRun(nil, "ip", "netns", "exec", ns, "sysctl", "-q", "-p", filepath.Join(root, distro.SysctlConf)))
 	}
 	// rhel: route-/rule- lines as ifup-routes applies them.
-	scripts, _ := filepath.Glob(filepath.Join(root, target.ScriptsDir, "r*"))
+	scripts, _ := filepath.Glob(filepath.Join(root, distro.ScriptsDir, "r*"))
 	sort.Strings(scripts)
 	for _, fam := range []string{"4", "6"} {
 		var batch, undo []string
@@ -469,7 +469,7 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		}
 	}
 	for _, fam := range []string{"4", "6"} {
-		path := filepath.Join(root, target.Dir, "ip"+fam+".batch")
+		path := filepath.Join(root, distro.Dir, "ip"+fam+".batch")
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}

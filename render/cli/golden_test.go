@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/templates"
 )
 
@@ -158,7 +158,7 @@ func TestGolden(t *testing.T) {
 			// apply.sh is the template behind the header, byte for byte;
 			// checking that here keeps four copies of it out of want/.
 			const script = "etc/nicpersist/apply.sh"
-			if want := target.Header(goldenProfile) + templates.ApplySh; got[script] != want {
+			if want := distro.Header(goldenProfile) + templates.ApplySh; got[script] != want {
 				t.Errorf("%s is not the header and templates/apply.sh: %s", script, firstDiff(got[script], want))
 			}
 			if fi, err := os.Stat(filepath.Join(root, script)); err != nil || fi.Mode().Perm() != 0o755 {

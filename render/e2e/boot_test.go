@@ -14,7 +14,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 )
 
 func copyFile(src, dst string, mode os.FileMode) error {
@@ -168,14 +168,14 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyFile(self, filepath.Join(bin, filepath.Base(target.Binary)), 0o755); err != nil {
+	if err := copyFile(self, filepath.Join(bin, filepath.Base(distro.Binary)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--net=/run/netns/" + vmNS, "systemd-nspawn",
 		"--register=no", "--keep-unit", "--volatile=yes", "-D", "/", "--machine=" + machine,
 		"--capability=CAP_NET_ADMIN", "--console=read-only",
 		"--overlay=" + filepath.Join(root, "etc") + ":" + upper + ":/etc",
-		"--overlay-ro=" + filepath.Dir(target.Binary) + ":" + bin + ":" + filepath.Dir(target.Binary)}
+		"--overlay-ro=" + filepath.Dir(distro.Binary) + ":" + bin + ":" + filepath.Dir(distro.Binary)}
 	if _, err := os.Stat("/etc/alternatives"); err == nil {
 		args = append(args, "--bind-ro=/etc/alternatives")
 	}

@@ -24,9 +24,9 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/cli"
+	"github.com/nicpersist/nicpersist/render/internal/changeset"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
-	"github.com/nicpersist/nicpersist/render/target"
-	"github.com/nicpersist/nicpersist/render/tree"
 )
 
 // TestMain makes this test binary nicpersist itself when it runs under that
@@ -281,7 +281,7 @@ func readUnit(t testing.TB, root string) unitCommands {
 			switch {
 			case a == "/etc/nicpersist" || strings.HasPrefix(a, "/etc/nicpersist/"):
 				argv[i] = filepath.Join(root, a)
-			case a == target.Binary:
+			case a == distro.Binary:
 				argv[i] = selfAsNicpersist(t)
 			}
 		}
@@ -365,7 +365,7 @@ func sameState(t testing.TB, what, want, got string) {
 	if want == got {
 		return
 	}
-	d := tree.Change{Path: "kernel-state", Status: tree.Updated, Old: []byte(want + "\n"), New: []byte(got + "\n")}.Diff()
+	d := changeset.Change{Path: "kernel-state", Status: changeset.Updated, Old: []byte(want + "\n"), New: []byte(got + "\n")}.Diff()
 	t.Errorf("%s: kernel state differs (- want, + got):\n%s", what, d)
 }
 

@@ -1,4 +1,4 @@
-package target
+package distro
 
 import (
 	"io/fs"

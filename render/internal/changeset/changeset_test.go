@@ -1,4 +1,4 @@
-package tree
+package changeset
 
 import (
 	"os"
@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/fsroot"
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 )
 
 func TestMergeBlock(t *testing.T) {
@@ -52,13 +52,13 @@ func open(t *testing.T) (*fsroot.Root, string) {
 	return r, dir
 }
 
-func apply(t *testing.T, r *fsroot.Root, files []target.File) []Change {
+func apply(t *testing.T, r *fsroot.Root, files []distro.File) []Change {
 	t.Helper()
 	cs, err := Compute(r, files, "p.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Apply(r, cs); err != nil {
+	if err := Write(r, cs); err != nil {
 		t.Fatal(err)
 	}
 	return cs
@@ -69,11 +69,11 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 	route := "etc/sysconfig/network-scripts/route-eth1"
 	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
 	os.WriteFile(filepath.Join(dir, route), []byte("user line\n"), 0o644)
-	first := []target.File{
-		{Path: "etc/nicpersist/ip4.batch", Kind: target.Owned, Data: []byte(target.Header("p.toml") + "x\n"), Mode: 0o644},
-		{Path: route, Kind: target.Block, Data: []byte("r1\n"), Mode: 0o644},
-		{Path: "etc/sysconfig/network-scripts/route-eth2", Kind: target.Block, Data: []byte("r2\n"), Mode: 0o644},
-		{Path: target.WantsLink, Kind: target.Symlink, Link: "/" + target.UnitPath},
+	first := []distro.File{
+		{Path: "etc/nicpersist/ip4.batch", Kind: distro.Owned, Data: []byte(distro.Header("p.toml") + "x\n"), Mode: 0o644},
+		{Path: route, Kind: distro.Block, Data: []byte("r1\n"), Mode: 0o644},
+		{Path: "etc/sysconfig/network-scripts/route-eth2", Kind: distro.Block, Data: []byte("r2\n"), Mode: 0o644},
+		{Path: distro.WantsLink, Kind: distro.Symlink, Link: "/" + distro.UnitPath},
 	}
 	apply(t, r, first)
 	cs := apply(t, r, nil)
@@ -83,7 +83,7 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 	}
 	for p, want := range map[string]Status{
 		"etc/nicpersist/ip4.batch": Removed, route: Updated,
-		"etc/sysconfig/network-scripts/route-eth2": Removed, target.WantsLink: Removed,
+		"etc/sysconfig/network-scripts/route-eth2": Removed, distro.WantsLink: Removed,
 	} {
 		if status[p] != want {
 			t.Errorf("%s: %s, want %s", p, status[p], want)
@@ -92,7 +92,7 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, route)); string(b) != "user line\n" {
 		t.Errorf("user file after removal: %q", b)
 	}
-	for _, p := range []string{"etc/nicpersist/ip4.batch", "etc/sysconfig/network-scripts/route-eth2", target.WantsLink} {
+	for _, p := range []string{"etc/nicpersist/ip4.batch", "etc/sysconfig/network-scripts/route-eth2", distro.WantsLink} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
 			t.Errorf("%s still exists", p)
 		}
@@ -105,13 +105,13 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 func TestRefusesForeignFileAndMalformedBlocks(t *testing.T) {
 	r, dir := open(t)
 	os.MkdirAll(filepath.Join(dir, "etc/sysctl.d"), 0o755)
-	os.WriteFile(filepath.Join(dir, target.SysctlConf), []byte("vm.swappiness = 1\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, target.ScriptsDir), 0o755)
-	os.WriteFile(filepath.Join(dir, target.ScriptsDir, "rule-eth1"), []byte("# END nicpersist\n"), 0o644)
-	_, err := Compute(r, []target.File{
-		{Path: target.SysctlConf, Kind: target.Owned, Data: []byte("x"), Mode: 0o644},
-		{Path: target.ScriptsDir + "/rule-eth1", Kind: target.Block, Data: []byte("y\n"), Mode: 0o644},
-		{Path: target.RTTables, Kind: target.Owned, Data: []byte("z"), Mode: 0o644},
+	os.WriteFile(filepath.Join(dir, distro.SysctlConf), []byte("vm.swappiness = 1\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, distro.ScriptsDir), 0o755)
+	os.WriteFile(filepath.Join(dir, distro.ScriptsDir, "rule-eth1"), []byte("# END nicpersist\n"), 0o644)
+	_, err := Compute(r, []distro.File{
+		{Path: distro.SysctlConf, Kind: distro.Owned, Data: []byte("x"), Mode: 0o644},
+		{Path: distro.ScriptsDir + "/rule-eth1", Kind: distro.Block, Data: []byte("y\n"), Mode: 0o644},
+		{Path: distro.RTTables, Kind: distro.Owned, Data: []byte("z"), Mode: 0o644},
 	}, "p.toml")
 	if err == nil {
 		t.Fatal("want an error")
@@ -140,8 +140,8 @@ func TestDiff(t *testing.T) {
 // either profile, removes it.
 func TestClearsTemporaryFilesOfOwnedPaths(t *testing.T) {
 	r, dir := open(t)
-	old := target.File{Path: "etc/sysconfig/network-scripts/route6-eth2", Kind: target.Block, Data: []byte("x\n"), Mode: 0o644}
-	apply(t, r, []target.File{old})
+	old := distro.File{Path: "etc/sysconfig/network-scripts/route6-eth2", Kind: distro.Block, Data: []byte("x\n"), Mode: 0o644}
+	apply(t, r, []distro.File{old})
 	os.Remove(filepath.Join(dir, old.Path))
 	temp := filepath.Join(dir, "etc/sysconfig/network-scripts/.route6-eth2.nicpersist-tmp-0123")
 	user := filepath.Join(dir, "etc/sysconfig/network-scripts/.other.nicpersist-tmp-0123")

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/diag"
-	"github.com/nicpersist/nicpersist/render/profile"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
 func build(t *testing.T, src string) (*Plan, []diag.Problem) {

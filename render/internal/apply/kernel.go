@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nicpersist/nicpersist/render/plan"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
 // dump sends one NETLINK_ROUTE dump request and returns its messages. It is

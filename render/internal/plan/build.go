@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nicpersist/nicpersist/render/diag"
-	"github.com/nicpersist/nicpersist/render/profile"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
 // Numbering defaults. Tables 10-255 and 10000-13199 and priorities

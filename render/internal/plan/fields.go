@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nicpersist/nicpersist/render/diag"
-	"github.com/nicpersist/nicpersist/render/profile"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
+	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
 // Field readers: each checks one leaf, reports what is wrong at its path and

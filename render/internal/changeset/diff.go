@@ -1,10 +1,10 @@
-package tree
+package changeset
 
 import (
 	"fmt"
 	"strings"
 
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 )
 
 // maxLCS bounds the quadratic diff; beyond it the changed middle of a file is
@@ -26,7 +26,7 @@ func (c Change) Diff() string {
 	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s\n+++ %s\n", from, to)
-	if c.Kind == target.Symlink {
+	if c.Kind == distro.Symlink {
 		fmt.Fprintf(&out, "@@ symlink @@\n")
 		if len(c.Old) > 0 {
 			fmt.Fprintf(&out, "--> %s\n", c.Old)

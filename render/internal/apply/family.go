@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nicpersist/nicpersist/render/plan"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
 // The state of one family, in files named as apply.sh names them (ip4.routes

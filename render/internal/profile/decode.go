@@ -14,7 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/nicpersist/nicpersist/render/diag"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
 )
 
 // Decoded is a profile as read, with what is needed to point at its lines.

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
-	"github.com/nicpersist/nicpersist/render/plan"
 )
 
 // The tests that need the kernel run in network namespaces of their own,

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/diag"
+	"github.com/nicpersist/nicpersist/render/internal/diag"
 )
 
 func TestPositions(t *testing.T) {

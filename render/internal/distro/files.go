@@ -1,7 +1,7 @@
-// Package target turns a Plan into the files one distribution family reads:
+// Package distro turns a Plan into the files one distribution family reads:
 // which files, their exact text, and whether nicpersist owns them whole or
 // keeps a managed block in a file it shares with the user.
-package target
+package distro
 
 import (
 	"io/fs"

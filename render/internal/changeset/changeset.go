@@ -1,8 +1,8 @@
-// Package tree brings a root directory to a set of rendered files: it works
+// Package changeset brings a root directory to a set of rendered files: it works
 // out every change first, writes nothing when any file cannot be merged,
 // keeps the user's lines around managed blocks, and removes what an earlier
 // render owned and this one does not, as the manifest records.
-package tree
+package changeset
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nicpersist/nicpersist/render/fsroot"
-	"github.com/nicpersist/nicpersist/render/target"
+	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 )
 
 // Markers around nicpersist's lines in a file it shares with the user.
@@ -36,7 +36,7 @@ const (
 // Change is what a render does to one path.
 type Change struct {
 	Path   string
-	Kind   target.Kind
+	Kind   distro.Kind
 	Status Status
 	Old    []byte // whole file before (for links, the target)
 	New    []byte // whole file after; nil when removed
@@ -56,7 +56,7 @@ func (c Change) Changed() bool { return c.Status != Unchanged }
 
 // Compute works out every change without writing. An error means the root
 // holds something nicpersist must not overwrite, or cannot be read.
-func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, error) {
+func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, error) {
 	old, err := readManifest(r)
 	if err != nil {
 		return nil, err
@@ -80,12 +80,12 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 	}
 	sort.Strings(paths)
 	// union is every path this render owns or an earlier one owned.
-	union := append([]target.File(nil), files...)
+	union := append([]distro.File(nil), files...)
 	for _, p := range paths {
-		if want[p] || p == target.Manifest {
+		if want[p] || p == distro.Manifest {
 			continue
 		}
-		union = append(union, target.File{Path: p, Kind: old[p]})
+		union = append(union, distro.File{Path: p, Kind: old[p]})
 		c, err := removal(r, p, old[p])
 		if err != nil {
 			errs = append(errs, err)
@@ -114,7 +114,7 @@ func Compute(r *fsroot.Root, files []target.File, profile string) ([]Change, err
 			break
 		}
 	}
-	// Apply writes mc.pre (old and new paths) before anything else and the
+	// Write writes mc.pre (old and new paths) before anything else and the
 	// manifest itself last, so at every moment some manifest lists each file
 	// a stopped render may have left.
 	changes = append(changes, mc)
@@ -132,9 +132,9 @@ func readFile(r *fsroot.Root, path string) ([]byte, bool, error) {
 	return nil, false, err
 }
 
-func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
+func change(r *fsroot.Root, f distro.File, inManifest bool) (Change, error) {
 	c := Change{Path: f.Path, Kind: f.Kind, Mode: f.Mode}
-	if f.Kind == target.Symlink {
+	if f.Kind == distro.Symlink {
 		cur, err := r.Readlink(f.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -162,12 +162,12 @@ func change(r *fsroot.Root, f target.File, inManifest bool) (Change, error) {
 	}
 	c.Old = cur
 	switch f.Kind {
-	case target.Owned:
+	case distro.Owned:
 		if exists && !inManifest && !bytes.HasPrefix(cur, []byte(ownedPrefix)) {
 			return c, fmt.Errorf("%s: exists and was not written by nicpersist; move it away (nicpersist never overwrites a file it does not own)", r.Path(f.Path))
 		}
 		c.New = f.Data
-	case target.Block:
+	case distro.Block:
 		// The file is the user's too: keep its mode.
 		if lerr == nil && exists {
 			c.Mode = fi.Mode().Perm()
@@ -239,10 +239,10 @@ func mergeBlock(cur, block []byte) ([]byte, error) {
 }
 
 // removal undoes what an earlier render owned at path.
-func removal(r *fsroot.Root, path string, k target.Kind) (*Change, error) {
+func removal(r *fsroot.Root, path string, k distro.Kind) (*Change, error) {
 	c := &Change{Path: path, Kind: k, Status: Removed, remove: true}
 	switch k {
-	case target.Symlink:
+	case distro.Symlink:
 		cur, err := r.Readlink(path)
 		if err != nil {
 			return nil, nil
@@ -255,7 +255,7 @@ func removal(r *fsroot.Root, path string, k target.Kind) (*Change, error) {
 		return nil, err
 	}
 	c.Old = cur
-	if k == target.Owned {
+	if k == distro.Owned {
 		if !bytes.HasPrefix(cur, []byte(ownedPrefix)) {
 			return nil, nil // the user has taken it over
 		}
@@ -286,10 +286,10 @@ func stripBlock(cur []byte) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// Apply writes the changes in order, each atomically. It first records every
+// Write writes the changes in order, each atomically. It first records every
 // path it may touch in the manifest, and clears the temporary files a killed
 // render may have left beside them.
-func Apply(r *fsroot.Root, changes []Change) error {
+func Write(r *fsroot.Root, changes []Change) error {
 	for _, c := range changes {
 		if c.pre != nil {
 			if err := r.WriteFile(c.Path, c.pre, c.Mode); err != nil {
@@ -312,7 +312,7 @@ func Apply(r *fsroot.Root, changes []Change) error {
 		switch {
 		case c.remove:
 			err = r.Remove(c.Path)
-		case c.Kind == target.Symlink:
+		case c.Kind == distro.Symlink:
 			err = r.Symlink(c.Path, string(c.New))
 		default:
 			err = r.WriteFile(c.Path, c.New, c.Mode)
@@ -324,19 +324,19 @@ func Apply(r *fsroot.Root, changes []Change) error {
 	return nil
 }
 
-func manifest(files []target.File, profile string) target.File {
+func manifest(files []distro.File, profile string) distro.File {
 	var b strings.Builder
-	b.WriteString(target.Header(profile))
+	b.WriteString(distro.Header(profile))
 	b.WriteString("# What nicpersist owns under this root; a later render removes what it no longer renders.\n")
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s %s\n", f.Kind, f.Path)
 	}
-	return target.File{Path: target.Manifest, Kind: target.Owned, Data: []byte(b.String()), Mode: 0o644}
+	return distro.File{Path: distro.Manifest, Kind: distro.Owned, Data: []byte(b.String()), Mode: 0o644}
 }
 
-func readManifest(r *fsroot.Root) (map[string]target.Kind, error) {
-	out := map[string]target.Kind{}
-	data, exists, err := readFile(r, target.Manifest)
+func readManifest(r *fsroot.Root) (map[string]distro.Kind, error) {
+	out := map[string]distro.Kind{}
+	data, exists, err := readFile(r, distro.Manifest)
 	if err != nil || !exists {
 		return out, err
 	}
@@ -347,11 +347,11 @@ func readManifest(r *fsroot.Root) (map[string]target.Kind, error) {
 		}
 		switch kind {
 		case "file":
-			out[path] = target.Owned
+			out[path] = distro.Owned
 		case "block":
-			out[path] = target.Block
+			out[path] = distro.Block
 		case "link":
-			out[path] = target.Symlink
+			out[path] = distro.Symlink
 		}
 	}
 	return out, nil
@@ -360,7 +360,7 @@ func readManifest(r *fsroot.Root) (map[string]target.Kind, error) {
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.
 func validManifestPath(p string) bool {
-	for _, prefix := range []string{target.Dir + "/", target.ScriptsDir + "/route", target.ScriptsDir + "/rule", target.RTTables, target.SysctlConf, target.UnitPath, target.WantsLink} {
+	for _, prefix := range []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink} {
 		if strings.HasPrefix(p, prefix) && !strings.Contains(p, "..") {
 			return true
 		}

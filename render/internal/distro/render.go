@@ -1,4 +1,4 @@
-package target
+package distro
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 
-	"github.com/nicpersist/nicpersist/render/plan"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/templates"
 )
 
