@@ -16,8 +16,8 @@ import (
 )
 
 // runApply is what nicpersist.service runs: `apply start` (also its reload)
-// and `apply stop`. The environment apply.sh reads is honoured too, so the
-// two are interchangeable under one unit.
+// and `apply stop`. NICPERSIST_STATE and NICPERSIST_WAIT stand in for the
+// flags, so a drop-in can set them without changing ExecStart.
 func runApply(args []string, stdout, stderr io.Writer) int {
 	state := os.Getenv("NICPERSIST_STATE")
 	if state == "" {

@@ -40,7 +40,7 @@ multi-NIC machines from one TOML profile.
 
 Usage:
   nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
-                     [--rhel-stack auto|network-scripts|networkmanager] [--apply auto|binary|script]
+                     [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
@@ -246,31 +246,26 @@ type jsonFile struct {
 }
 
 type jsonResult struct {
-	Changed bool       `json:"changed"`
-	Target  string     `json:"target"`
-	Apply   string     `json:"apply"`
-	DryRun  bool       `json:"dry_run,omitempty"`
-	Files   []jsonFile `json:"files"`
+	Changed  bool       `json:"changed"`
+	Target   string     `json:"target"`
+	DryRun   bool       `json:"dry_run,omitempty"`
+	Files    []jsonFile `json:"files"`
+	Warnings []string   `json:"warnings"`
 }
 
 func runRender(args []string, stdout, stderr io.Writer) int {
 	var c common
-	var tgt, stack, engine string
+	var tgt, stack string
 	var dry, diff, asJSON bool
 	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	c.register(fl)
 	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
-	fl.StringVar(&engine, "apply", "auto", "what the unit runs: auto (binary when the root has "+distro.Binary+"), binary or script")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
 	fl.BoolVar(&asJSON, "json", false, `print {"changed": bool, "files": [...]} on stdout`)
 	if code, ok := parse(fl, args, 0, stdout, stderr); !ok {
 		return code
-	}
-	if err := distro.CheckApply(engine); err != nil {
-		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
-		return ExitInvalid
 	}
 	l, code := load(c, stderr)
 	if l == nil {
@@ -282,19 +277,19 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
 	}
-	if choice.Apply, choice.ApplyReason, err = distro.DetectApply(l.root, engine); err != nil {
-		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
-		return ExitInvalid
-	}
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
-	fmt.Fprintf(stderr, "nicpersist: apply with %s: %s\n", choice.Apply, choice.ApplyReason)
 	files, err := distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
 	}
-	for _, w := range distro.Warnings(l.root, choice, files) {
+	warnings := distro.Warnings(l.root, choice, files)
+	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	}
+	if w := distro.BinaryWarning(l.root); w != "" {
+		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
+		warnings = append(warnings, w)
 	}
 	changes, err := changeset.Compute(l.root, files, l.name)
 	if err != nil {
@@ -317,7 +312,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	n := 0
-	res := jsonResult{Target: choice.String(), Apply: choice.Apply, DryRun: dry, Files: []jsonFile{}}
+	res := jsonResult{Target: choice.String(), DryRun: dry, Files: []jsonFile{}, Warnings: append([]string{}, warnings...)}
 	for _, ch := range changes {
 		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
 		if ch.Changed() {
@@ -354,6 +349,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
+	if w := distro.BinaryWarning(l.root); w != "" {
+		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
+	}
 	printPlan(stdout, l.plan)
 	return ExitOK
 }

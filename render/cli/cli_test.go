@@ -34,7 +34,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"version"}, 0, "nicpersist " + Version, ""},
 		{[]string{"render", "--root", "/nonexistent-np"}, 2, "", "is not a directory"},
 		{[]string{"render", "--root", "/tmp", "--profile", "/nonexistent-np.toml"}, 2, "", "does not exist"},
-		{[]string{"render", "--root", "/tmp", "--apply", "fast"}, 2, "", `unknown --apply "fast"; use auto, binary or script`},
+		{[]string{"render", "--root", "/tmp", "--apply", "binary"}, 2, "", "unknown flag: --apply"},
 		{[]string{"apply"}, 2, "", "want one of start or stop"},
 		{[]string{"apply", "restart"}, 2, "", `unknown action "restart"; want start or stop`},
 		{[]string{"apply", "start", "stop"}, 2, "", `unexpected argument "stop"`},

@@ -224,7 +224,7 @@ func fzFileInvariants(t *testing.T, files []distro.File) {
 			continue
 		}
 		for i, line := range strings.Split(strings.TrimSuffix(string(f.Data), "\n"), "\n") {
-			if strings.ContainsAny(line, "\r\x00\"'`$;\\|&<>(){}") && !(f.Path == distro.Dir+"/apply.sh" || strings.HasPrefix(line, "#")) {
+			if strings.ContainsAny(line, "\r\x00\"'`$;\\|&<>(){}") && !strings.HasPrefix(line, "#") {
 				t.Errorf("%s:%d: a character a reader may take as syntax: %q", f.Path, i+1, line)
 			}
 		}
@@ -347,7 +347,7 @@ func fzRun(stdin []byte, name string, args ...string) error {
 	return nil
 }
 
-// Unit files and apply.sh hardly vary between profiles: each distinct text
+// Unit files hardly vary between profiles: each distinct text
 // is verified once per process.
 var fzVerified sync.Map
 
@@ -370,7 +370,7 @@ func fzOnce(key string, data []byte, check func() error) error {
 }
 
 // fzValidate feeds a rendered root to the programs that read it at boot:
-// systemd-analyze verify (the unit), sh -n (apply.sh), iptables-restore
+// systemd-analyze verify (the unit), iptables-restore
 // --test and ip6tables-restore --test, sysctl -p (the sysctl.d drop-in) and
 // `ip -batch` of ip4.batch/ip6.batch, all in a fresh network namespace
 // that has the profile's interfaces (veth links, up, with their
@@ -391,18 +391,15 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 	}
 	errs = append(errs, fzOnce("unit", unitText, func() error {
 		// verify checks that the unit's programs exist here; this machine
-		// has no /usr/bin/nicpersist, so that one unit is verified with the
-		// path of this test binary in its place.
-		path := unitPath
-		if bytes.Contains(unitText, []byte(distro.Binary+" ")) {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			path = filepath.Join(t.TempDir(), distro.UnitName)
-			if err := os.WriteFile(path, bytes.ReplaceAll(unitText, []byte(distro.Binary+" "), []byte(self+" ")), 0o644); err != nil {
-				return err
-			}
+		// has no /usr/bin/nicpersist, so the unit is verified with the path
+		// of this test binary in its place.
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(t.TempDir(), distro.UnitName)
+		if err := os.WriteFile(path, bytes.ReplaceAll(unitText, []byte(distro.Binary+" "), []byte(self+" ")), 0o644); err != nil {
+			return err
 		}
 		out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
 		if err != nil || len(bytes.TrimSpace(out)) > 0 {
@@ -410,12 +407,6 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 		}
 		return nil
 	}))
-	applySh := filepath.Join(root, distro.Dir, "apply.sh")
-	shText, err := os.ReadFile(applySh)
-	if err != nil {
-		return err
-	}
-	errs = append(errs, fzOnce("sh", shText, func() error { return fzRun(nil, "sh", "-n", applySh) }))
 
 	var b [4]byte
 	rand.Read(b[:])
@@ -463,7 +454,7 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 			errs = append(errs, fzRun([]byte(strings.Join(batch, "\n")+"\n"), "ip", "-n", ns, "-"+fam, "-batch", "-"))
 		}
 		// The unit adds the same rules next (and would answer "File
-		// exists", which apply.sh accepts); start from none.
+		// exists", which apply accepts); start from none.
 		if len(undo) > 0 {
 			errs = append(errs, fzRun([]byte(strings.Join(undo, "\n")+"\n"), "ip", "-n", ns, "-"+fam, "-batch", "-"))
 		}

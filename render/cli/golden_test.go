@@ -11,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/nicpersist/nicpersist/render/internal/distro"
-	"github.com/nicpersist/nicpersist/templates"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -77,7 +74,7 @@ func copyTree(t *testing.T, from, to string) {
 }
 
 // snapshot maps every path under dir to its content, "-> target" for links
-// (modes are not compared here; TestGolden checks apply.sh's).
+// (modes are not compared here).
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -155,16 +152,6 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root, _, stderr := renderCase(t, name)
 			got := snapshot(t, root)
-			// apply.sh is the template behind the header, byte for byte;
-			// checking that here keeps four copies of it out of want/.
-			const script = "etc/nicpersist/apply.sh"
-			if want := distro.Header(goldenProfile) + templates.ApplySh; got[script] != want {
-				t.Errorf("%s is not the header and templates/apply.sh: %s", script, firstDiff(got[script], want))
-			}
-			if fi, err := os.Stat(filepath.Join(root, script)); err != nil || fi.Mode().Perm() != 0o755 {
-				t.Errorf("%s: mode %v, %v; want 0755", script, fi.Mode().Perm(), err)
-			}
-			delete(got, script)
 			wantDir := filepath.Join(testdataDir, name, "want")
 			checkOut, checkErr, code := run("check", "--root", root)
 			if code != 0 {
@@ -175,7 +162,6 @@ func TestGolden(t *testing.T) {
 			if *update {
 				os.RemoveAll(wantDir)
 				copyTree(t, root, wantDir)
-				os.Remove(filepath.Join(wantDir, script))
 				if err := os.WriteFile(filepath.Join(testdataDir, name, "report.golden"), []byte(report), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -213,7 +199,6 @@ func TestGolden(t *testing.T) {
 				t.Errorf("second render: exit %d, stdout %q, stderr %q; want 0 changed", code, out, errOut)
 			}
 			again := snapshot(t, root)
-			delete(again, script)
 			if !maps.Equal(again, got) {
 				t.Errorf("second render changed the tree")
 			}

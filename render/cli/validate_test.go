@@ -19,15 +19,16 @@ func need(t *testing.T, rootFor string, tools ...string) {
 	testenv.Need(t, rootFor, "", tools...)
 }
 
-// TestRenderedUnit parses every golden unit back with go-systemd and checks
+// TestRenderedUnit parses the unit each golden case renders back with
+// go-systemd and checks
 // the options the boot ordering and the apply contract rest on. The real
-// validators (systemd-analyze verify, iptables-restore --test, sh -n, ip
-// -batch) run on the same profiles in TestValidatorsOnSeeds.
+// validators (systemd-analyze verify, iptables-restore --test, ip -batch)
+// run on the same profiles in TestValidatorsOnSeeds.
 func TestRenderedUnit(t *testing.T) {
 	for _, name := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
-			want := filepath.Join(testdataDir, name, "want")
-			data, err := os.ReadFile(filepath.Join(want, "etc/systemd/system/nicpersist.service"))
+			root, _, _ := renderCase(t, name)
+			data, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/nicpersist.service"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,11 +40,7 @@ func TestRenderedUnit(t *testing.T) {
 			for _, o := range opts {
 				got[o.Section+"."+o.Name] = o.Value
 			}
-			// --apply auto: the binary when the root has it, else the script.
-			start, stop := "/bin/sh /etc/nicpersist/apply.sh start", "/bin/sh /etc/nicpersist/apply.sh stop"
-			if _, err := os.Stat(filepath.Join(testdataDir, name, "root/usr/bin/nicpersist")); err == nil {
-				start, stop = "/usr/bin/nicpersist apply start --dir /etc/nicpersist", "/usr/bin/nicpersist apply stop --dir /etc/nicpersist"
-			}
+			start, stop := "/usr/bin/nicpersist apply start --dir /etc/nicpersist", "/usr/bin/nicpersist apply stop --dir /etc/nicpersist"
 			for k, v := range map[string]string{
 				"Service.Type":            "oneshot",
 				"Service.RemainAfterExit": "yes",
@@ -58,7 +55,7 @@ func TestRenderedUnit(t *testing.T) {
 					t.Errorf("unit %s = %q, want %q", k, got[k], v)
 				}
 			}
-			link, err := os.Readlink(filepath.Join(want, "etc/systemd/system/multi-user.target.wants/nicpersist.service"))
+			link, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/nicpersist.service"))
 			if err != nil || link != "/etc/systemd/system/nicpersist.service" {
 				t.Errorf("enable link: %q, %v", link, err)
 			}
@@ -70,12 +67,13 @@ func TestRenderedUnit(t *testing.T) {
 // `systemctl --root enable` would make.
 func TestSystemctlEnableMatches(t *testing.T) {
 	need(t, "", "systemctl")
+	rendered, _, _ := renderCase(t, "seed")
 	root := t.TempDir()
 	unitDir := filepath.Join(root, "etc/systemd/system")
 	if err := os.MkdirAll(unitDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(testdataDir, "seed/want/etc/systemd/system/nicpersist.service"))
+	data, err := os.ReadFile(filepath.Join(rendered, "etc/systemd/system/nicpersist.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +87,10 @@ func TestSystemctlEnableMatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := os.Readlink(filepath.Join(testdataDir, "seed/want/etc/systemd/system/multi-user.target.wants/nicpersist.service"))
+	got, err := os.Readlink(filepath.Join(rendered, "etc/systemd/system/multi-user.target.wants/nicpersist.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got != want {
 		t.Errorf("nicpersist's enable link -> %q, systemctl's -> %q", got, want)
 	}

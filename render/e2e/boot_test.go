@@ -34,7 +34,7 @@ func TestBootNspawn(t *testing.T) {
 	need(t, "systemd-nspawn", "nsenter")
 	t.Parallel()
 	began := time.Now()
-	root := render(t, e2eProfile, "systemd", "", "binary")
+	root := render(t, e2eProfile, "systemd", "")
 	tp := newTopology(t, topoOpts{eth2Down: true, eth2DAD: true})
 
 	// What a unit that ran before the link is up would hit.

@@ -61,7 +61,7 @@ const (
 	cmdTimeout  = 30 * time.Second        // any one command
 	dialOK      = 2 * time.Second         // a connection that must work
 	dialFail    = 1500 * time.Millisecond // a connection that must not
-	applyWait   = "10"                    // NICPERSIST_WAIT for the unit's script
+	applyWait   = "10"                    // NICPERSIST_WAIT for the unit
 	unitPATH    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	e2eProfile  = "testdata/dualstack.toml"
 	seedProfile = "../../packaging/profile.example.toml"
@@ -216,10 +216,10 @@ func dial(ns, addr string, timeout time.Duration) (string, error) {
 }
 
 // render renders profile into a new root for target (and rhel stack).
-func render(t testing.TB, profile, target, stack, engine string) string {
+func render(t testing.TB, profile, target, stack string) string {
 	t.Helper()
 	root := t.TempDir()
-	args := []string{"render", "--root", root, "--profile", profile, "--target", target, "--apply", engine}
+	args := []string{"render", "--root", root, "--profile", profile, "--target", target}
 	if stack != "" {
 		args = append(args, "--rhel-stack", stack)
 	}
@@ -294,7 +294,7 @@ func readUnit(t testing.TB, root string) unitCommands {
 }
 
 // execUnit runs command lines of the unit inside ns, with the clean
-// environment systemd gives a service and the script's state in stateDir.
+// environment systemd gives a service and the unit's state in stateDir.
 func execUnit(ns, stateDir string, cmds [][]string, env ...string) (string, error) {
 	env = append([]string{"PATH=" + unitPATH, "NICPERSIST_STATE=" + stateDir, "NICPERSIST_WAIT=" + applyWait}, env...)
 	var all strings.Builder

@@ -12,10 +12,6 @@ type targetCase struct {
 	name, target, stack string
 }
 
-// engines are what the unit runs: the nicpersist binary (as installed by the
-// packages) and apply.sh (a root without it).
-var engines = []string{"binary", "script"}
-
 var targets = []targetCase{
 	{"systemd", "systemd", ""},
 	{"rhel-network-scripts", "rhel", "network-scripts"},
@@ -40,20 +36,18 @@ func TestSeedScenario(t *testing.T) {
 	t.Parallel()
 	for _, p := range profiles {
 		for _, tc := range targets {
-			for _, e := range engines {
-				t.Run(p.name+"/"+tc.name+"/"+e, func(t *testing.T) {
-					t.Parallel()
-					scenario(t, p, tc, e)
-				})
-			}
+			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				scenario(t, p, tc)
+			})
 		}
 	}
 }
 
-func scenario(t *testing.T, p profileCase, tc targetCase, engine string) {
+func scenario(t *testing.T, p profileCase, tc targetCase) {
 	began := time.Now()
 	defer func() { t.Logf("took %v", time.Since(began).Round(time.Millisecond)) }()
-	root := render(t, p.path, tc.target, tc.stack, engine)
+	root := render(t, p.path, tc.target, tc.stack)
 	u := readUnit(t, root)
 	state := filepath.Join(t.TempDir(), "state")
 	tp := newTopology(t, topoOpts{})
@@ -242,32 +236,4 @@ func delSourceRule(t *testing.T, tp *topology, root string, f family) {
 		}
 	}
 	t.Fatalf("%s: no source rule for %s in ip%d.batch", f, f.eth1, f.n)
-}
-
-// TestEnginesShareState starts the unit with one engine and reloads and
-// stops it with the other, as happens when nicpersist is installed (or
-// removed) and the root rendered again while the unit runs: both read and
-// write the same state files, so the machine ends where it began.
-func TestEnginesShareState(t *testing.T) {
-	need(t)
-	t.Parallel()
-	for _, order := range [][2]string{{"script", "binary"}, {"binary", "script"}} {
-		t.Run(order[0]+"-then-"+order[1], func(t *testing.T) {
-			t.Parallel()
-			first := readUnit(t, render(t, e2eProfile, "systemd", "", order[0]))
-			second := readUnit(t, render(t, e2eProfile, "systemd", "", order[1]))
-			tp := newTopology(t, topoOpts{})
-			unitRun := unitRunner(t, tp.vm, filepath.Join(t.TempDir(), "state"))
-			s0 := snapshot(t, tp.vm)
-			unitRun(order[0]+" ExecStart", first.start)
-			s1 := snapshot(t, tp.vm)
-			for _, f := range []family{v4, v6} {
-				throughVM(t, tp, f)
-			}
-			unitRun(order[1]+" ExecReload", second.reload)
-			sameState(t, order[1]+" ExecReload after "+order[0]+" ExecStart", s1, snapshot(t, tp.vm))
-			unitRun(order[1]+" ExecStop", second.stop)
-			sameState(t, order[1]+" ExecStop after "+order[0]+" ExecStart", s0, snapshot(t, tp.vm))
-		})
-	}
 }

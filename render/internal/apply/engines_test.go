@@ -10,34 +10,13 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
-// engine starts and stops a rendered directory: this package, or the
-// apply.sh template the same unit would run on a root without the binary.
+// engine starts and stops a rendered directory.
 type engine struct {
 	name        string
 	start, stop func(t *testing.T, c Config)
 }
 
-var engines = []engine{
-	{"binary", mustStart, mustStop},
-	{"script", func(t *testing.T, c Config) { t.Helper(); script(t, c, "start") },
-		func(t *testing.T, c Config) { t.Helper(); script(t, c, "stop") }},
-}
-
-func script(t *testing.T, c Config, verb string) {
-	t.Helper()
-	sh, err := os.ReadFile("../../templates/apply.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.Dir, "apply.sh"), sh, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", filepath.Join(c.Dir, "apply.sh"), verb)
-	cmd.Env = append(os.Environ(), "NICPERSIST_STATE="+c.State, "NICPERSIST_WAIT=2")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("apply.sh %s: %v\n%s", verb, err, out)
-	}
-}
+var engines = []engine{{"binary", mustStart, mustStop}}
 
 // TestMultipathDefault: stop puts back a multipath (ECMP) default that our
 // metric-0 default displaced, nexthops and all.
@@ -143,19 +122,6 @@ func TestNAT(t *testing.T) {
 			t.Errorf("%s: stop left:\n%s", e.name, got)
 		}
 	}
-	// An apply.sh from before the nat4 mark started it; the binary reloads
-	// without rules.
-	c := Config{Dir: rendered(t, "iptables.rules", rules), State: t.TempDir()}
-	engines[1].start(t, c)
-	os.Remove(filepath.Join(c.State, "nat4"))
-	if err := os.Remove(filepath.Join(c.Dir, "iptables.rules")); err != nil {
-		t.Fatal(err)
-	}
-	engines[0].start(t, c)
-	if got := nat(); got != "" {
-		t.Errorf("binary after an apply.sh without the mark: a start without rules left:\n%s", got)
-	}
-	engines[0].stop(t, c)
 }
 
 func TestRefusesWait(t *testing.T) {

@@ -15,39 +15,6 @@ type Tree interface {
 	ReadDir(name string) ([]string, error)
 }
 
-// What the unit runs: the nicpersist binary's `apply`, or apply.sh.
-const (
-	ApplyBinary = "binary"
-	ApplyScript = "script"
-	// Binary is where the packages install nicpersist.
-	Binary = "/usr/bin/nicpersist"
-)
-
-// DetectApply resolves --apply (auto, ApplyBinary or ApplyScript). The binary
-// is several times faster at boot, but a unit must not name a program the
-// machine will not have: auto takes it only when the root has it.
-func DetectApply(t Tree, mode string) (engine, reason string, err error) {
-	if err := CheckApply(mode); err != nil {
-		return "", "", err
-	}
-	if mode != "auto" {
-		return mode, "--apply " + mode, nil
-	}
-	if t.Exists(strings.TrimPrefix(Binary, "/")) {
-		return ApplyBinary, Binary + " is in the root", nil
-	}
-	return ApplyScript, "no " + Binary + " in the root (install nicpersist there and render again for the faster binary)", nil
-}
-
-// CheckApply says whether mode is one --apply takes.
-func CheckApply(mode string) error {
-	switch mode {
-	case "auto", ApplyBinary, ApplyScript:
-		return nil
-	}
-	return fmt.Errorf("unknown --apply %q; use auto, %s or %s", mode, ApplyBinary, ApplyScript)
-}
-
 var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true}
 
 // Detect resolves --target and --rhel-stack against the root. target is

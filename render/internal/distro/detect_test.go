@@ -77,26 +77,14 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-func TestDetectApply(t *testing.T) {
-	withBin := fakeTree{"usr/bin/nicpersist": "\x7fELF"}
-	for _, c := range []struct {
-		tree         fakeTree
-		mode, engine string
-		err          string
-	}{
-		{fakeTree{}, "auto", ApplyScript, ""},
-		{withBin, "auto", ApplyBinary, ""},
-		{fakeTree{"usr/local/bin/nicpersist": "x"}, "auto", ApplyScript, ""},
-		{fakeTree{}, "binary", ApplyBinary, ""},
-		{withBin, "script", ApplyScript, ""},
-		{withBin, "fast", "", `unknown --apply "fast"; use auto, binary or script`},
-	} {
-		engine, reason, err := DetectApply(c.tree, c.mode)
-		if engine != c.engine || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
-			t.Errorf("DetectApply(%v, %q) = %q, %v; want %q, %q", c.tree, c.mode, engine, err, c.engine, c.err)
-		}
-		if err == nil && reason == "" {
-			t.Errorf("DetectApply(%v, %q): no reason given", c.tree, c.mode)
+func TestBinaryWarning(t *testing.T) {
+	if w := BinaryWarning(fakeTree{"usr/bin/nicpersist": "\x7fELF"}); w != "" {
+		t.Errorf("with the binary: %q, want no warning", w)
+	}
+	for _, tr := range []fakeTree{{}, {"usr/local/bin/nicpersist": "x"}} {
+		w := BinaryWarning(tr)
+		if !strings.Contains(w, "/usr/bin/nicpersist is not in the root") || !strings.Contains(w, "fail at boot") {
+			t.Errorf("BinaryWarning(%v) = %q; want it to say the unit fails at boot", tr, w)
 		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
-	"github.com/nicpersist/nicpersist/templates"
 )
 
 // Target and stack names as the command line takes them.
@@ -22,15 +21,16 @@ const (
 
 // Paths of the files every target renders.
 const (
-	Dir         = "etc/nicpersist"
-	RTTables    = "etc/iproute2/rt_tables.d/nicpersist.conf"
-	SysctlConf  = "etc/sysctl.d/90-nicpersist.conf"
-	UnitName    = "nicpersist.service"
-	UnitPath    = "etc/systemd/system/" + UnitName
-	WantsLink   = "etc/systemd/system/multi-user.target.wants/" + UnitName
-	Manifest    = Dir + "/manifest"
-	ScriptsDir  = "etc/sysconfig/network-scripts"
-	applyScript = "/" + Dir + "/apply.sh"
+	Dir        = "etc/nicpersist"
+	RTTables   = "etc/iproute2/rt_tables.d/nicpersist.conf"
+	SysctlConf = "etc/sysctl.d/90-nicpersist.conf"
+	UnitName   = "nicpersist.service"
+	UnitPath   = "etc/systemd/system/" + UnitName
+	WantsLink  = "etc/systemd/system/multi-user.target.wants/" + UnitName
+	Manifest   = Dir + "/manifest"
+	ScriptsDir = "etc/sysconfig/network-scripts"
+	// Binary is where the packages install nicpersist; the unit runs it.
+	Binary = "/usr/bin/nicpersist"
 )
 
 // Choice is the target a render writes for, and why it was chosen.
@@ -38,10 +38,6 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
-	// Apply is what the unit runs: ApplyBinary or ApplyScript (the
-	// default, when empty).
-	Apply       string
-	ApplyReason string
 }
 
 func (c Choice) String() string {
@@ -87,8 +83,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	if l := links(p); l != "" {
 		owned(Dir+"/links", l)
 	}
-	out = append(out, File{Path: Dir + "/apply.sh", Kind: Owned, Data: []byte(h + templates.ApplySh), Mode: 0o755})
-	u, err := unitFile(h, c.Apply)
+	u, err := unitFile(h)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +177,8 @@ func links(p *plan.Plan) string {
 	return b.String()
 }
 
-func unitFile(header, engine string) ([]byte, error) {
-	exec := func(verb string) string { return "/bin/sh " + applyScript + " " + verb }
-	if engine == ApplyBinary {
-		exec = func(verb string) string { return Binary + " apply " + verb + " --dir /" + Dir }
-	}
+func unitFile(header string) ([]byte, error) {
+	exec := func(verb string) string { return Binary + " apply " + verb + " --dir /" + Dir }
 	opts := []*unit.UnitOption{
 		unit.NewUnitOption("Unit", "Description", "nicpersist policy routing, NAT and sysctls"),
 		// The links must be up with their addresses before a route can use
@@ -286,6 +278,16 @@ func ruleHome(p *plan.Plan, r plan.Rule) string {
 		return p.Interfaces[0].Name
 	}
 	return "" // only the unit applies it
+}
+
+// BinaryWarning says when the root lacks the program the unit runs: the
+// files still render (an image may get the package later), but the unit
+// fails at boot until it is there.
+func BinaryWarning(t Tree) string {
+	if t.Exists(strings.TrimPrefix(Binary, "/")) {
+		return ""
+	}
+	return Binary + " is not in the root: " + UnitName + " runs it and will fail at boot until nicpersist is installed there (install the nicpersist package)"
 }
 
 // Warnings are what the root says about the rendered files: the
