@@ -19,6 +19,7 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/profile"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // Exit codes of the contract.
@@ -384,7 +385,7 @@ func printPlan(w io.Writer, p *plan.Plan) {
 	if section("nat", len(p.NAT)) {
 		for _, n := range p.NAT {
 			cmd := map[plan.Family]string{plan.V4: "iptables", plan.V6: "ip6tables"}[n.Family]
-			rule := distro.NATRule(n)
+			rule := unitfiles.NATRule(n)
 			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", cmd, rule, n.Origin)
 		}
 	}

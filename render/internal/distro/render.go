@@ -9,6 +9,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // Target and stack names as the command line takes them.
@@ -63,25 +64,18 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		owned(RTTables, b.String())
 	}
 	if len(p.Sysctls) > 0 {
-		var conf, list strings.Builder
+		var conf strings.Builder
 		for _, s := range p.Sysctls {
 			fmt.Fprintf(&conf, "%s = %s\n", s.Key, s.Value)
-			fmt.Fprintf(&list, "%s %s\n", s.ProcPath(), s.Value)
 		}
 		owned(SysctlConf, conf.String())
-		owned(Dir+"/sysctl.list", list.String())
 	}
-	for _, f := range []plan.Family{plan.V4, plan.V6} {
-		if n := p.NATOf(f); len(n) > 0 {
-			name := map[plan.Family]string{plan.V4: "iptables.rules", plan.V6: "ip6tables.rules"}[f]
-			owned(Dir+"/"+name, iptablesRules(n))
-		}
-		if b := batch(p, f); b != "" {
-			owned(fmt.Sprintf("%s/ip%d.batch", Dir, f), b)
-		}
+	uf, err := unitfiles.Render(p)
+	if err != nil {
+		return nil, err
 	}
-	if l := links(p); l != "" {
-		owned(Dir+"/links", l)
+	for _, f := range uf {
+		owned(Dir+"/"+f.Name, string(f.Body))
 	}
 	u, err := unitFile(h)
 	if err != nil {
@@ -95,86 +89,6 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	}
 	sortFiles(out)
 	return out, nil
-}
-
-// iptablesRules is iptables-restore --noflush input that touches only the
-// chain nicpersist owns: declaring the chain flushes it, so a re-run replaces
-// rather than appends. The unit adds the jump from POSTROUTING with -C || -I,
-// because --noflush would append it again on every run.
-func iptablesRules(ns []plan.NAT) string {
-	var b strings.Builder
-	b.WriteString("*nat\n:NICPERSIST-POSTROUTING - [0:0]\n")
-	for _, n := range ns {
-		b.WriteString(NATRule(n) + "\n")
-	}
-	b.WriteString("COMMIT\n")
-	return b.String()
-}
-
-// NATRule is one NAT rule as an iptables -A line in nicpersist's chain.
-func NATRule(n plan.NAT) string {
-	var b strings.Builder
-	b.WriteString("-A NICPERSIST-POSTROUTING")
-	if n.Source.IsValid() {
-		b.WriteString(" -s " + n.Source.String())
-	}
-	b.WriteString(" -o " + n.Out)
-	if n.Masquerade {
-		b.WriteString(" -j MASQUERADE")
-	} else {
-		b.WriteString(" -j SNAT --to-source " + n.ToSource.String())
-	}
-	return b.String()
-}
-
-// batch is the unit's `ip -batch` input for one family, in three sections
-// it runs in this order: routes of nicpersist's tables (so a rule never
-// points at an empty table), the rules, and the main table last.
-func batch(p *plan.Plan, f plan.Family) string {
-	rs, rules := p.RoutesOf(f), p.RulesOf(f)
-	if len(rs) == 0 && len(rules) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("#@ routes\n")
-	for _, r := range rs {
-		if r.Table != plan.TableMain {
-			fmt.Fprintf(&b, "route replace %s proto %d\n", r.Args(), plan.Proto)
-		}
-	}
-	b.WriteString("#@ rules\n")
-	for _, r := range rules {
-		fmt.Fprintf(&b, "rule add %s\n", r.Args())
-	}
-	b.WriteString("#@ main\n")
-	for _, r := range rs {
-		if r.Table == plan.TableMain {
-			fmt.Fprintf(&b, "route replace %s proto %d\n", r.Args(), plan.Proto)
-		}
-	}
-	return b.String()
-}
-
-// links lists, for the unit to wait for, each interface a route goes through
-// and the address it must have first.
-func links(p *plan.Plan) string {
-	var b strings.Builder
-	for _, l := range p.Interfaces {
-		for _, x := range []struct {
-			routed bool
-			addr   netip.Prefix
-		}{{l.Routed4, l.Addr4}, {l.Routed6, l.Addr6}} {
-			if !x.routed {
-				continue
-			}
-			a := "-"
-			if x.addr.IsValid() {
-				a = x.addr.Addr().String()
-			}
-			fmt.Fprintf(&b, "%s %s\n", l.Name, a)
-		}
-	}
-	return b.String()
 }
 
 func unitFile(header string) ([]byte, error) {
