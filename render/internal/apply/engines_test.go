@@ -64,7 +64,9 @@ func TestUndoGoesOnPastABadLine(t *testing.T) {
 		e.start(t, c)
 		// As if a's route had been there before, saved in a form ip
 		// refuses.
-		if err := writeLines(filepath.Join(c.State, "ip4.pre"), []string{a + "|10.8.0.0/16 bogus-word table 1000"}); err != nil {
+		st := readState(t, c.State)
+		st.IP4.Pre = []PreRoute{{a, "10.8.0.0/16 bogus-word table 1000"}}
+		if err := writeState(filepath.Join(c.State, stateFile), st); err != nil {
 			t.Fatal(err)
 		}
 		e.stop(t, c)

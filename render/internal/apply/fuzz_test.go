@@ -1,14 +1,17 @@
 package apply
 
 import (
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
-// FuzzParsers feeds arbitrary text to what apply reads from the rendered
-// files, from `ip route show` and from ip's error log: a hand-edited or
-// truncated file must not crash the unit at boot.
+// FuzzParsers feeds arbitrary text to what apply reads: the rendered files
+// (a hand-edited or truncated file must be refused, never crash the unit at
+// boot), `ip route show` and ip's error log; and runs the reconcile step on
+// what parses, against a kernel that has the text's routes.
 func FuzzParsers(f *testing.F) {
 	for _, s := range []string{
 		"#@ routes\nroute replace 172.22.5.64/27 dev eth1 table 1000 proto 241\n#@ rules\nrule add priority 1000 from 172.22.5.68/32 table 1000\n#@ main\nroute replace default via 172.22.5.97 dev eth2 proto 241\n",
@@ -16,27 +19,38 @@ func FuzzParsers(f *testing.F) {
 		"RTNETLINK answers: File exists\nCommand failed /run/nicpersist/ip4.tables.new:2\nError: bad\nCommand failed -:",
 		"#@ \n#@\nroute replace\nroute replace unreachable\nroute replace ::1/128 table x metric\n",
 		"route replace 10.0.0.0/33 table 4294967296\nexpires\n",
+		"#@ format 2\n#@ routes\n",
+		"#@ rules\nrule add priority 1 fwmark 0x10/0xff iif eth3 oif eth2 to 10.0.0.0/8 table 7\n",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		lines := strings.Split(s, "\n")
-		for _, name := range []string{"routes", "rules", "main"} {
-			for _, l := range section(lines, name) {
+		for _, fam := range unitfiles.Families {
+			b, err := unitfiles.ParseBatch("ip.batch", fam, []byte(s))
+			for _, l := range concat(concat(b.Routes, b.Rules), b.Main) {
 				if strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "" {
-					t.Fatalf("section %s kept %q", name, l)
+					t.Fatalf("ParseBatch kept %q", l)
 				}
 			}
-		}
-		for _, fam := range []int{4, 6} {
+			if err == nil {
+				p, perr := planStart(&unitfiles.Set{Batches: map[plan.Family]unitfiles.Batch{fam: b}}, State{}, fakeKernel{routes: lines})
+				if perr == nil {
+					checkPlan(t, p, fam)
+				}
+			}
 			for _, l := range lines {
 				routeKey(fam, l)
 				if _, _, dst, ok := candKey(fam, l); ok && !dst.IsValid() {
 					t.Fatalf("candKey(%d, %q) says ok with no prefix", fam, l)
 				}
+				if r, err := unitfiles.ParseRule(fam, l); err == nil && r.Mark != 0 && r.Mask == 0 {
+					t.Fatalf("ParseRule(%q) has a mark without a mask", l)
+				}
 			}
-			present(fam, lines)
 		}
+		unitfiles.ParseLinks("links", []byte(s))
+		unitfiles.ParseSysctls("sysctl.list", []byte(s))
 		for _, l := range lines {
 			c := cleanRoute(l)
 			if cleanRoute(c) != c {
@@ -44,20 +58,39 @@ func FuzzParsers(f *testing.F) {
 			}
 		}
 		joinNexthops(s)
-		for _, l := range existsLines(s, lines) {
-			if !slices.Contains(lines, l) {
-				t.Fatalf("existsLines returned %q, not a line of the batch", l)
-			}
-		}
 		onlyExists(s)
-		pre := []string{}
+		var pre []PreRoute
 		for _, l := range lines {
-			if strings.Contains(l, "|") {
-				pre = append(pre, l)
+			if line, rt, ok := strings.Cut(l, "|"); ok {
+				pre = append(pre, PreRoute{line, rt})
 			}
 		}
 		if got := undoRoutes(pre, lines); len(got) != len(lines) {
 			t.Fatalf("undoRoutes gave %d lines for %d", len(got), len(lines))
 		}
 	})
+}
+
+// checkPlan holds for every start plan: each op is recorded before it
+// runs (the state covers it, so a failed start's stop undoes it), and the
+// stop of the final state removes each route and rule the start added.
+func checkPlan(t *testing.T, p Plan, f plan.Family) {
+	t.Helper()
+	var rec *State
+	for _, s := range p.Steps {
+		if s.Record != nil {
+			rec = s.Record
+		}
+		if s.Op == nil || (s.Op.Kind != opTables && s.Op.Kind != opMain) {
+			continue
+		}
+		if rec == nil || rec.family(f) == nil {
+			t.Fatalf("op %v runs before any state covers it", *s.Op)
+		}
+		fs := rec.family(f)
+		have := concat(concat(fs.Routes, fs.Rules), fs.Main)
+		if m := missing(have, s.Op.Lines); len(m) > 0 {
+			t.Fatalf("op %s runs %q, which the state before it lacks", s.Op.Name, m)
+		}
+	}
 }

@@ -1,11 +1,13 @@
 package apply
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // dump sends one NETLINK_ROUTE dump request and returns its messages. It is
@@ -110,9 +113,9 @@ type kroute struct {
 
 // dumpRoutes reads every route of a family, in every table, over netlink:
 // the stdlib's NETLINK_ROUTE dump, no process and no text to parse.
-func dumpRoutes(f int) ([]kroute, error) {
+func dumpRoutes(f plan.Family) ([]kroute, error) {
 	fam := syscall.AF_INET
-	if f == 6 {
+	if f == plan.V6 {
 		fam = syscall.AF_INET6
 	}
 	msgs, err := dump(syscall.RTM_GETROUTE, fam)
@@ -151,7 +154,7 @@ func dumpRoutes(f int) ([]kroute, error) {
 		}
 		if !dst.IsValid() {
 			dst = netip.IPv4Unspecified()
-			if f == 6 {
+			if f == plan.V6 {
 				dst = netip.IPv6Unspecified()
 			}
 		}
@@ -164,7 +167,7 @@ func dumpRoutes(f int) ([]kroute, error) {
 // candKey is a batch line's table, as the line names it ("main" when it
 // names none) and as a number, and its prefix; ok is false when the line
 // does not say them in a form this reads (then its table is read with `ip`).
-func candKey(f int, line string) (name string, table uint32, dst netip.Prefix, ok bool) {
+func candKey(f plan.Family, line string) (name string, table uint32, dst netip.Prefix, ok bool) {
 	w := strings.Fields(line)
 	name = "main"
 	i := 2 // "route replace"
@@ -176,7 +179,7 @@ func candKey(f int, line string) (name string, table uint32, dst netip.Prefix, o
 	}
 	ok = true
 	switch s := w[i]; {
-	case s == "default" && f == 4:
+	case s == "default" && f == plan.V4:
 		dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 	case s == "default":
 		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
@@ -212,7 +215,7 @@ func candKey(f int, line string) (name string, table uint32, dst netip.Prefix, o
 // kernel has a route of a candidate line's table and prefix. The metric is
 // left out, so it never misses one; routeKey then decides on the text. When
 // netlink fails, every candidate table is read.
-func present(f int, cand []string) []string {
+func present(f plan.Family, cand []string) []string {
 	type key struct {
 		table uint32
 		dst   netip.Prefix
@@ -250,22 +253,11 @@ func hasForeignDefault4() (bool, error) {
 // waitLinks waits until each link a route goes through is up with its
 // address: a route through a link that is down or has no address yet fails
 // with "Device for nexthop is not up".
-func (r *runner) waitLinks() error {
-	lines, err := readLines(r.path("links"))
-	if err != nil {
-		return err
-	}
-	type want struct{ dev, addr string }
-	var wants []want
-	for _, l := range lines {
-		if w := strings.Fields(l); len(w) >= 2 && !strings.HasPrefix(w[0], "#") {
-			wants = append(wants, want{w[0], w[1]})
-		}
-	}
-	deadline := time.Now().Add(r.Wait)
+func (x *executor) waitLinks(wants []unitfiles.Link) error {
+	deadline := time.Now().Add(x.Wait)
 	for len(wants) > 0 {
 		ls, err := readLinks()
-		for err == nil && len(wants) > 0 && ls.ready(wants[0].dev, wants[0].addr) {
+		for err == nil && len(wants) > 0 && ls.ready(wants[0]) {
 			wants = wants[1:]
 		}
 		if len(wants) == 0 {
@@ -273,14 +265,21 @@ func (r *runner) waitLinks() error {
 		}
 		if !time.Now().Before(deadline) {
 			if err != nil {
-				r.logf("cannot read the links: %v", err)
+				x.logf("cannot read the links: %v", err)
 			}
-			r.logf("%s is not up with address %s after %v", wants[0].dev, wants[0].addr, r.Wait)
-			return fmt.Errorf("%s is not up with address %s", wants[0].dev, wants[0].addr)
+			x.logf("%s is not up with address %s after %v", wants[0].Dev, addrText(wants[0]), x.Wait)
+			return fmt.Errorf("%s is not up with address %s", wants[0].Dev, addrText(wants[0]))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+func addrText(l unitfiles.Link) string {
+	if !l.Addr.IsValid() {
+		return "-"
+	}
+	return l.Addr.String()
 }
 
 // links is the kernel's links and addresses at one moment, from two
@@ -401,19 +400,223 @@ func nested(b []byte) []attr {
 	return out
 }
 
-// ready says a link is administratively up and has the address ("-": any
-// or none), and for IPv6 that the address passed duplicate address
-// detection.
-func (ls *links) ready(dev, addr string) bool {
-	if !ls.up[dev] {
+// ready says a link is administratively up and has the address (any or
+// none, when invalid), and for IPv6 that the address passed duplicate
+// address detection.
+func (ls *links) ready(l unitfiles.Link) bool {
+	if !ls.up[l.Dev] {
 		return false
 	}
-	if addr == "-" {
+	if !l.Addr.IsValid() {
 		return true
 	}
-	want, err := netip.ParseAddr(addr)
-	if err != nil {
-		return false
+	return slices.Contains(ls.addrs[ls.index[l.Dev]], l.Addr)
+}
+
+// dumpRules reads a family's policy rules over netlink, as unitfiles.Rule
+// values. A rule with a selector or action that Rule cannot say (tos,
+// goto, uidrange, ipproto, ports, an inverted match ...) is never equal to
+// one of nicpersist's, so it is left out.
+func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
+	fam := syscall.AF_INET
+	if f == plan.V6 {
+		fam = syscall.AF_INET6
 	}
-	return slices.Contains(ls.addrs[ls.index[dev]], want)
+	msgs, err := dump(rtmGetRule, fam)
+	if err != nil {
+		return nil, fmt.Errorf("netlink rule dump: %w", err)
+	}
+	var out []unitfiles.Rule
+	for i := range msgs {
+		m := &msgs[i]
+		// struct fib_rule_hdr: family, dst_len, src_len, tos, table,
+		// res1, res2, action, flags (4)
+		if m.Header.Type != rtmNewRule || len(m.Data) < 12 || int(m.Data[0]) != fam {
+			continue
+		}
+		dstLen, srcLen, tos, action := int(m.Data[1]), int(m.Data[2]), m.Data[3], m.Data[7]
+		flags := binary.NativeEndian.Uint32(m.Data[8:12])
+		if tos != 0 || action != frActToTbl || flags&frInvert != 0 {
+			continue
+		}
+		r := unitfiles.Rule{Table: uint32(m.Data[4])}
+		plain := true
+		for _, a := range nested(m.Data[12:]) {
+			u32 := func() uint32 {
+				if len(a.value) == 4 {
+					return binary.NativeEndian.Uint32(a.value)
+				}
+				return 0
+			}
+			switch a.typ {
+			case fraSrc, fraDst:
+				ip, ok := netip.AddrFromSlice(a.value)
+				if !ok {
+					plain = false
+					continue
+				}
+				if a.typ == fraSrc {
+					r.From = netip.PrefixFrom(ip, srcLen).Masked()
+				} else {
+					r.To = netip.PrefixFrom(ip, dstLen).Masked()
+				}
+			case fraIifname:
+				r.IIF = strings.TrimRight(string(a.value), "\x00")
+			case fraOifname:
+				r.OIF = strings.TrimRight(string(a.value), "\x00")
+			case fraPriority:
+				r.Priority = u32()
+			case fraFwmark:
+				r.Mark = u32()
+			case fraFwmask:
+				r.Mask = u32()
+			case fraTable:
+				r.Table = u32()
+			case fraSuppressPrefixlen, fraSuppressIfgroup:
+				// Dumped as -1 when not set.
+				plain = plain && u32() == 0xffffffff
+			case fraProtocol, fraPad:
+				// Who added it does not tell rules apart.
+			default:
+				plain = false
+			}
+		}
+		if plain {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Netlink numbers for policy rules (linux/fib_rules.h, linux/rtnetlink.h).
+const (
+	rtmNewRule           = 32
+	rtmGetRule           = 34
+	frActToTbl           = 1
+	frInvert             = 0x2
+	fraDst               = 1
+	fraSrc               = 2
+	fraIifname           = 3
+	fraPriority          = 6
+	fraFwmark            = 10
+	fraSuppressIfgroup   = 13
+	fraSuppressPrefixlen = 14
+	fraTable             = 15
+	fraFwmask            = 16
+	fraOifname           = 17
+	fraPad               = 18
+	fraProtocol          = 21
+)
+
+// liveKernel is the running kernel as the reconcile step reads it: over
+// netlink, and with `ip` where the text of a route is needed to put it
+// back.
+type liveKernel struct{ x *executor }
+
+func (k liveKernel) Routes(f plan.Family, cand []string) ([]string, error) {
+	var out []string
+	// Only tables where netlink finds a route of a candidate's prefix are
+	// read with `ip`: at boot that is none or one, not one process each.
+	for _, t := range present(f, cand) {
+		text, err := k.x.ipOut(f, "route", "show", "table", t)
+		if err != nil {
+			continue // a table that does not exist yet
+		}
+		for _, rt := range joinNexthops(text) {
+			// `ip route replace` takes the table before a multipath
+			// route's nexthops, not after.
+			rt = cleanRoute(rt)
+			if head, hops, ok := strings.Cut(rt, " nexthop "); ok {
+				rt = head + " table " + t + " nexthop " + hops
+			} else {
+				rt += " table " + t
+			}
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
+
+func (k liveKernel) ForeignDefault4() (string, error) {
+	// Netlink says whether there is such a default at all, without a
+	// process; `ip` prints it in the form `ip route replace` takes back.
+	if has, err := hasForeignDefault4(); err == nil && !has {
+		return "", nil
+	}
+	text, err := k.x.ipOut(plan.V4, "route", "show", "table", "main", "default")
+	if err != nil {
+		return "", err
+	}
+	// A multipath default's nexthops are on lines of their own.
+	for _, l := range joinNexthops(text) {
+		if strings.Contains(l, " metric ") || strings.Contains(l, " proto "+strconv.Itoa(plan.Proto)) {
+			continue
+		}
+		return cleanRoute(l), nil
+	}
+	return "", nil
+}
+
+func (k liveKernel) Rules(f plan.Family) ([]unitfiles.Rule, error) { return dumpRules(f) }
+
+func (k liveKernel) Sysctl(key string) (string, bool) {
+	b, err := os.ReadFile("/proc/sys/" + key)
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimRight(string(b), "\n"), true
+}
+
+// ipOut runs `ip -F ARGS...` and returns what it prints.
+func (x *executor) ipOut(f plan.Family, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := ipCmd(f, args...)
+	cmd.Stdout, cmd.Stderr = &out, x.Stderr
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// cleanRoute drops the words `ip route show` prints about a route's state
+// (linkdown, offload, expires 300sec, ...), which `ip route replace` refuses.
+func cleanRoute(l string) string {
+	w := strings.Fields(l)
+	out := w[:0]
+	for i := 0; i < len(w); i++ {
+		if i > 0 && takesArg[w[i-1]] {
+			out = append(out, w[i]) // a value: a link may be called trap
+			continue
+		}
+		switch w[i] {
+		case "rt_offload_failed", "rt_offload", "rt_trap", "linkdown", "dead", "offload", "trap":
+			continue
+		case "expires":
+			if i+1 < len(w) && strings.HasSuffix(w[i+1], "sec") {
+				i++
+				continue
+			}
+		}
+		out = append(out, w[i])
+	}
+	return strings.Join(out, " ")
+}
+
+// takesArg are the words of `ip route show` followed by a value.
+var takesArg = map[string]bool{"dev": true, "via": true, "src": true, "table": true, "proto": true,
+	"scope": true, "metric": true, "weight": true, "pref": true, "realm": true, "realms": true,
+	"mtu": true, "advmss": true, "nhid": true, "from": true, "tos": true, "dsfield": true}
+
+// joinNexthops puts a multipath route's "nexthop ..." lines onto its first.
+func joinNexthops(out string) []string {
+	var routes []string
+	for _, l := range strings.Split(out, "\n") {
+		if l == "" {
+			continue
+		}
+		if (l[0] == ' ' || l[0] == '\t') && len(routes) > 0 {
+			routes[len(routes)-1] += " " + strings.TrimSpace(l)
+			continue
+		}
+		routes = append(routes, l)
+	}
+	return routes
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // The tests that need the kernel run in network namespaces of their own,
@@ -155,10 +156,10 @@ func eth1Up(t *testing.T) {
 	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
 }
 
-// TestExistsLinesRealIP pins the error log of the installed `ip -force
+// TestIPErrorLogRealIP pins the error log of the installed `ip -force
 // -batch` (iproute2 6.1: each failed line's messages, then "Command failed
-// FILE:N") against existsLines and onlyExists.
-func TestExistsLinesRealIP(t *testing.T) {
+// FILE:N") against onlyExists and stoppedEarly.
+func TestIPErrorLogRealIP(t *testing.T) {
 	t.Parallel()
 	ns := newNS(t)
 	run(t, "ip", "netns", "exec", ns, "ip", "-4", "rule", "add", "priority", "1000", "from", "10.1.0.2/32", "table", "1000")
@@ -173,7 +174,7 @@ func TestExistsLinesRealIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(d, name)
-		if err := writeLines(path, lines); err != nil {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		var eb bytes.Buffer
@@ -205,7 +206,7 @@ func TestExistsLinesRealIP(t *testing.T) {
 	for n := 1; n <= len(mixed); n++ {
 		want := fmt.Sprintf("Command failed %s:%d\n", filepath.Join(dir, "a b:c", "mixed"), n)
 		if failed := n != 3 && n < 9; strings.Contains(errlog, want) != failed {
-			t.Errorf("ip's error log has %q: %v, want %v; the format existsLines reads has changed:\n%s", want, !failed, failed, errlog)
+			t.Errorf("ip's error log has %q: %v, want %v; the format onlyExists reads has changed:\n%s", want, !failed, failed, errlog)
 		}
 	}
 	if !strings.Contains(errlog, "Command line is not complete") {
@@ -214,9 +215,8 @@ func TestExistsLinesRealIP(t *testing.T) {
 	if rules := run(t, "ip", "netns", "exec", ns, "ip", "-4", "rule"); !strings.Contains(rules, "from 10.1.0.3 lookup 1001") || strings.Contains(rules, "lookup 1005") {
 		t.Errorf("ip -force -batch should have added line 3's rule and stopped before line 10's; ip rule:\n%s", rules)
 	}
-	want := []string{mixed[0], mixed[3], mixed[6], mixed[7]}
-	if got := existsLines(errlog, mixed); !slices.Equal(got, want) {
-		t.Errorf("existsLines(ip's log, mixed batch) =\n\t%q\nwant\n\t%q", got, want)
+	if !stoppedEarly(errlog, err) {
+		t.Errorf("stoppedEarly(ip's log of a batch it stopped in) = false:\n%s", errlog)
 	}
 	if onlyExists(errlog) {
 		t.Errorf("onlyExists(ip's log of a batch with other errors) = true, want false:\n%s", errlog)
@@ -231,8 +231,8 @@ func TestExistsLinesRealIP(t *testing.T) {
 	if err == nil {
 		t.Fatalf("ip -force -batch with existing rules exited 0; stderr:\n%s", errlog)
 	}
-	if got, want := existsLines(errlog, exists), []string{exists[0], exists[2]}; !slices.Equal(got, want) {
-		t.Errorf("existsLines(ip's log, exists batch) =\n\t%q\nwant\n\t%q", got, want)
+	if stoppedEarly(errlog, err) {
+		t.Errorf("stoppedEarly(ip's log of a batch it went through) = true:\n%s", errlog)
 	}
 	if !onlyExists(errlog) {
 		t.Errorf("onlyExists(ip's log of a batch whose only errors are existing rules) = false, want true:\n%s", errlog)
@@ -241,9 +241,6 @@ func TestExistsLinesRealIP(t *testing.T) {
 	errlog, err = batch("clean", []string{"rule add priority 1004 from 10.1.0.5/32 table 1004"})
 	if err != nil || errlog != "" {
 		t.Fatalf("a batch that works: err %v, stderr %q", err, errlog)
-	}
-	if got := existsLines(errlog, []string{"x"}); got != nil {
-		t.Errorf("existsLines(empty log) = %q, want none", got)
 	}
 }
 
@@ -281,7 +278,7 @@ func TestDumpRoutes(t *testing.T) {
 		ipc(t, l)
 	}
 	for _, tc := range []struct {
-		f    int
+		f    plan.Family
 		want []kroute
 	}{
 		{4, []kroute{
@@ -353,7 +350,7 @@ func TestPresent(t *testing.T) {
 		ipc(t, l)
 	}
 	for _, tc := range []struct {
-		f    int
+		f    plan.Family
 		cand []string
 		want []string
 	}{
@@ -473,8 +470,6 @@ func TestLinkReady(t *testing.T) {
 			{"veth0", "-", true},
 			{"veth0", "10.2.0.1", true},
 			{"veth0", "10.2.0.2", false},
-			{"veth0", "10.2.0.1/24", false},
-			{"veth0", "garbage", false},
 			{"lo", "10.2.0.1", false},
 		}},
 		// IFA_LOCAL is the address; IFA_ADDRESS the peer's.
@@ -517,7 +512,7 @@ func TestLinkReady(t *testing.T) {
 			t.Fatalf("after `ip %s`: readLinks: %v", s.do, err)
 		}
 		for _, c := range s.checks {
-			if got := ls.ready(c.dev, c.addr); got != c.want {
+			if got := ls.ready(linkOf(t, c.dev, c.addr)); got != c.want {
 				t.Errorf("after `ip %s`: ready(%q, %q) = %v, want %v; ip addr:\n%s", s.do, c.dev, c.addr, got, c.want, ipc(t, "addr show dev veth0"))
 			}
 		}
@@ -529,7 +524,7 @@ func TestLinkReady(t *testing.T) {
 	}
 	ipc(t, "link add veth2 type veth peer name veth3")
 	ipc(t, "link set veth2 up")
-	if ls, err := readLinks(); err != nil || !ls.ready("veth2", "-") || ls.index["veth1-alternative-039"] == 0 || !ls.ready("lo", "-") {
+	if ls, err := readLinks(); err != nil || !ls.ready(linkOf(t, "veth2", "-")) || ls.index["veth1-alternative-039"] == 0 || !ls.ready(linkOf(t, "lo", "-")) {
 		t.Errorf("with a link of 40 alternative names, readLinks missed links (err %v); ip link:\n%s", err, ipc(t, "-br link"))
 	}
 	if out := ipc(t, "-6 addr show dev veth0"); !regexp.MustCompile(`2001:db8:5::1/64 .*tentative`).MatchString(out) {
@@ -538,25 +533,20 @@ func TestLinkReady(t *testing.T) {
 
 	// waitLinks: what never comes fails after the wait; the tentative
 	// address is waited for until the peer comes up and DAD passes.
-	r := &runner{Config: Config{Dir: t.TempDir(), Wait: 150 * time.Millisecond, Stderr: &bytes.Buffer{}}}
-	if err := os.WriteFile(r.path("links"), []byte("# links\nveth0 10.2.0.1\nveth0 10.2.0.99\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r := &executor{Config: Config{Wait: 150 * time.Millisecond, Stderr: &bytes.Buffer{}}}
+	link := func(dev, addr string) unitfiles.Link { return linkOf(t, dev, addr) }
 	start := time.Now()
-	err := r.waitLinks()
+	err := r.waitLinks([]unitfiles.Link{link("veth0", "10.2.0.1"), link("veth0", "10.2.0.99")})
 	if err == nil || !strings.Contains(err.Error(), "veth0 is not up with address 10.2.0.99") {
 		t.Errorf("waitLinks for an address veth0 does not have = %v, want an error naming veth0 and 10.2.0.99", err)
 	}
 	if d := time.Since(start); d < r.Wait || d > r.Wait+time.Second {
 		t.Errorf("waitLinks gave up after %v, want about %v", d, r.Wait)
 	}
-	if err := os.WriteFile(r.path("links"), []byte("veth0 10.2.0.1\nveth0 2001:db8:5::1\nveth0 -\nlo -\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	r.Wait = 5 * time.Second
 	ipc(t, "link set veth1 up")
 	start = time.Now()
-	if err := r.waitLinks(); err != nil {
+	if err := r.waitLinks([]unitfiles.Link{link("veth0", "10.2.0.1"), link("veth0", "2001:db8:5::1"), link("veth0", "-"), link("lo", "-")}); err != nil {
 		t.Fatalf("waitLinks for an address that passes DAD: %v; ip addr:\n%s", err, ipc(t, "-6 addr show dev veth0"))
 	}
 	t.Logf("DAD took %v", time.Since(start))
@@ -586,9 +576,9 @@ func TestPreRoutes(t *testing.T) {
 	} {
 		ipc(t, l)
 	}
-	r := &runner{Config: Config{Stderr: &bytes.Buffer{}}}
+	r := &planner{k: liveKernel{&executor{Config: Config{Stderr: &bytes.Buffer{}}}}}
 	for _, tc := range []struct {
-		f    int
+		f    plan.Family
 		cand []string
 		want []string
 	}{
@@ -622,9 +612,13 @@ func TestPreRoutes(t *testing.T) {
 			"route replace 2001:db8:21::1/128 via 2001:db8:1::1 dev eth1 proto 241|2001:db8:21::1 via 2001:db8:1::3 dev eth1 metric 1024 pref medium table main",
 		}},
 	} {
-		got, err := r.preRoutes(tc.f, tc.cand)
+		pre, err := r.preRoutes(tc.f, tc.cand)
 		if err != nil {
 			t.Fatalf("preRoutes(%d): %v", tc.f, err)
+		}
+		var got []string
+		for _, x := range pre {
+			got = append(got, x.Line+"|"+x.Route)
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("preRoutes(%d, %q) =\n\t%q\nwant\n\t%q", tc.f, tc.cand, strings.Join(got, "\n\t"), strings.Join(tc.want, "\n\t"))
@@ -641,4 +635,14 @@ func TestPreRoutes(t *testing.T) {
 			t.Errorf("putting back the routes preRoutes(%d) found changed the kernel's routes from\n%s\nto\n%s", tc.f, before, after)
 		}
 	}
+}
+
+// linkOf is a links-file entry: "-" for any address.
+func linkOf(t *testing.T, dev, addr string) unitfiles.Link {
+	t.Helper()
+	ls, err := unitfiles.ParseLinks("links", []byte(dev+" "+addr+"\n"))
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("ParseLinks(%q %q) = %v, %v", dev, addr, ls, err)
+	}
+	return ls[0]
 }

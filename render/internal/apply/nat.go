@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"strconv"
+	"path/filepath"
 	"strings"
-)
 
-const natChain = "NICPERSIST-POSTROUTING"
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
+)
 
 // xtables runs an iptables command with -w (wait for the xtables lock, which
 // firewalld or docker may hold at boot). iptables-restore learnt -w later than
 // iptables (1.6.2; CentOS 7 has 1.4.21), so a usage error that names the
 // option runs it again without, and the command is remembered.
-func (r *runner) xtables(cmd string, stdin []byte, quiet bool, args ...string) error {
+func (r *executor) xtables(cmd string, stdin []byte, quiet bool, args ...string) error {
 	run := func(wait bool) (string, error) {
 		a := args
 		if wait {
@@ -58,66 +58,49 @@ func refusesWait(msg string) bool {
 	return false
 }
 
-func natCmd(f int) string {
-	if f == 6 {
+func natCmd(f plan.Family) string {
+	if f == plan.V6 {
 		return "ip6tables"
 	}
 	return "iptables"
 }
 
-// nat restores nicpersist's own chain (the file declares it, so --noflush
-// flushes it first), then jumps to it once from POSTROUTING. Without a
-// rules file, a chain an earlier start made (the nat4 or nat6 mark) goes.
-func (r *runner) nat(f int) error {
+// natRestore restores nicpersist's own chain: the file declares it, so
+// --noflush flushes it first and a re-run replaces rather than appends.
+func (r *executor) natRestore(f plan.Family, rules []byte) error {
 	cmd := natCmd(f)
-	rules, err := os.ReadFile(r.path(cmd + ".rules"))
-	if err != nil {
-		if !os.IsNotExist(err) {
-			return err
-		}
-		// At boot the state is empty and there is nothing to remove; on a
-		// reload, a chain an earlier start made goes (the mark, or any
-		// state at all: apply.sh did not always write the mark).
-		if exists(r.spath("nat"+strconv.Itoa(f))) || r.started() {
-			r.natRemove(f)
-		}
-		return nil
-	}
 	if _, err := exec.LookPath(cmd); err != nil {
 		r.logf("%s is not installed", cmd)
 		return err
 	}
-	// Marked before it runs, as the routes are: a failed start's stop
-	// removes the chain.
-	if err := os.WriteFile(r.spath("nat"+strconv.Itoa(f)), nil, 0o644); err != nil {
-		return err
-	}
 	if err := r.xtables(cmd+"-restore", rules, false, "--noflush"); err != nil {
-		return fmt.Errorf("%s-restore --noflush %s: %w", cmd, r.path(cmd+".rules"), err)
-	}
-	if r.xtables(cmd, nil, true, "-t", "nat", "-C", "POSTROUTING", "-j", natChain) == nil {
-		return nil
-	}
-	if err := r.xtables(cmd, nil, false, "-t", "nat", "-I", "POSTROUTING", "1", "-j", natChain); err != nil {
-		return fmt.Errorf("%s -t nat -I POSTROUTING 1 -j %s: %w", cmd, natChain, err)
+		return fmt.Errorf("%s-restore --noflush %s: %w", cmd, filepath.Join(r.Dir, unitfiles.NATName(f)), err)
 	}
 	return nil
 }
 
-// started says the state holds anything from an earlier start.
-func (r *runner) started() bool {
-	ents, err := os.ReadDir(r.State)
-	return err == nil && len(ents) > 0
+// natJump jumps to the chain from POSTROUTING once: iptables-restore
+// --noflush would append a second jump on every run, so it is -C || -I.
+func (r *executor) natJump(f plan.Family) error {
+	cmd := natCmd(f)
+	if r.xtables(cmd, nil, true, "-t", "nat", "-C", "POSTROUTING", "-j", unitfiles.NATChain) == nil {
+		return nil
+	}
+	if err := r.xtables(cmd, nil, false, "-t", "nat", "-I", "POSTROUTING", "1", "-j", unitfiles.NATChain); err != nil {
+		return fmt.Errorf("%s -t nat -I POSTROUTING 1 -j %s: %w", cmd, unitfiles.NATChain, err)
+	}
+	return nil
 }
 
-func (r *runner) natRemove(f int) {
+// natRemove deletes every jump to the chain, then the chain; what is not
+// there is no error.
+func (r *executor) natRemove(f plan.Family) {
 	cmd := natCmd(f)
-	os.Remove(r.spath("nat" + strconv.Itoa(f)))
 	if _, err := exec.LookPath(cmd); err != nil {
 		return
 	}
-	for i := 0; i < 100 && r.xtables(cmd, nil, true, "-t", "nat", "-D", "POSTROUTING", "-j", natChain) == nil; i++ {
+	for i := 0; i < 100 && r.xtables(cmd, nil, true, "-t", "nat", "-D", "POSTROUTING", "-j", unitfiles.NATChain) == nil; i++ {
 	}
-	r.xtables(cmd, nil, true, "-t", "nat", "-F", natChain)
-	r.xtables(cmd, nil, true, "-t", "nat", "-X", natChain)
+	r.xtables(cmd, nil, true, "-t", "nat", "-F", unitfiles.NATChain)
+	r.xtables(cmd, nil, true, "-t", "nat", "-X", unitfiles.NATChain)
 }

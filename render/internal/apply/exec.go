@@ -1,0 +1,209 @@
+package apply
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
+)
+
+// executor runs a plan's steps against the running kernel and records the
+// state as the steps say.
+type executor struct {
+	Config
+	noWait map[string]bool // iptables commands that refuse -w (before 1.6.2 for *-restore)
+	saved  *State          // what the state file holds now
+}
+
+// run runs the steps in order. With stopOnError (a start), the first failed
+// step ends the run and its error is returned; otherwise (a stop) every
+// step runs, whatever can be done is.
+func (x *executor) run(p Plan, stopOnError bool) error {
+	for _, s := range p.Steps {
+		if s.Record != nil {
+			if err := x.record(*s.Record); err != nil {
+				return err
+			}
+		}
+		if s.Op == nil {
+			continue
+		}
+		if err := x.do(*s.Op, stopOnError); err != nil && stopOnError {
+			return err
+		}
+	}
+	return x.record(p.Final)
+}
+
+// record writes the state when it differs from what the file holds.
+func (x *executor) record(st State) error {
+	if x.saved != nil && stateEqual(*x.saved, st) {
+		return nil
+	}
+	if err := writeState(filepath.Join(x.State, stateFile), st); err != nil {
+		return err
+	}
+	c := st.clone()
+	x.saved = &c
+	return nil
+}
+
+func (x *executor) logf(format string, a ...any) {
+	fmt.Fprintf(x.Stderr, "nicpersist: "+format+"\n", a...)
+}
+
+func (x *executor) do(o Op, starting bool) error {
+	switch o.Kind {
+	case opSysctls:
+		return x.sysctls(o.Sysctls, starting)
+	case opNATRestore:
+		return x.natRestore(o.Family, o.Data)
+	case opNATJump:
+		return x.natJump(o.Family)
+	case opNATRemove:
+		x.natRemove(o.Family)
+	case opTables:
+		errlog, err := x.batch(o.Family, o.Name, o.Lines, true)
+		var exit *exec.ExitError
+		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1 && onlyExists(errlog)) {
+			x.Stderr.Write([]byte(errlog))
+			return fmt.Errorf("ip -%d -force -batch %s: %w", o.Family, filepath.Join(x.State, o.Name), err)
+		}
+	case opMain:
+		if _, err := x.batch(o.Family, o.Name, o.Lines, false); err != nil {
+			return fmt.Errorf("ip -%d -batch %s: %w", o.Family, filepath.Join(x.State, o.Name), err)
+		}
+	case opUndo:
+		x.undo(o.Family, o.Name, o.Lines)
+	case opRestoreDefault:
+		cmd := ipCmd(o.Family, append([]string{"route", "replace"}, strings.Fields(o.Lines[0])...)...)
+		cmd.Stdout, cmd.Stderr = x.Stderr, x.Stderr
+		if err := cmd.Run(); err != nil {
+			x.logf("could not restore the default route: %s", o.Lines[0])
+		}
+	}
+	return nil
+}
+
+// sysctls writes values under /proc/sys. A key that does not exist (an
+// interface not there yet) is skipped: systemd-sysctl sets it when udev
+// sees the interface, as sysctl.d(5) says.
+func (x *executor) sysctls(s []unitfiles.Sysctl, starting bool) error {
+	for _, kv := range s {
+		p := "/proc/sys/" + kv.Key
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(kv.Value+"\n"), 0o644); err != nil {
+			if starting {
+				x.logf("cannot set %s", kv.Key)
+				return err
+			}
+			x.logf("cannot put back %s: %v", kv.Key, err)
+		}
+	}
+	return nil
+}
+
+// ipCmd is `ip -F ARGS...`.
+func ipCmd(f plan.Family, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"-" + strconv.Itoa(int(f))}, args...)...)
+}
+
+// batch writes lines to the state directory's file NAME and runs `ip
+// -batch` on it (the file, not a pipe: its name is in ip's messages, and a
+// test can fail a step by name); the file goes afterwards. With force, ip
+// goes on past failed lines and its error log is returned instead of
+// printed.
+func (x *executor) batch(f plan.Family, name string, lines []string, force bool) (errlog string, err error) {
+	path := filepath.Join(x.State, name)
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	defer os.Remove(path)
+	args := []string{"-batch", path}
+	if force {
+		args = append([]string{"-force"}, args...)
+	}
+	cmd := ipCmd(f, args...)
+	var eb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = x.Stderr, x.Stderr
+	if force {
+		cmd.Stderr = &eb
+	}
+	err = cmd.Run()
+	// An ip that did not run, or died, has nothing to say: say it, so the
+	// log is not taken for one of "File exists" answers only.
+	if force && err != nil && eb.Len() == 0 {
+		fmt.Fprintf(&eb, "%v\n", err)
+	}
+	return eb.String(), err
+}
+
+// undo runs a batch of deletions and put-backs in which errors are
+// expected (what is already gone); should ip stop early, the lines run one
+// by one, so that one bad line does not keep the others from running.
+func (x *executor) undo(f plan.Family, name string, lines []string) {
+	errlog, err := x.batch(f, name, lines, true)
+	if !stoppedEarly(errlog, err) {
+		return
+	}
+	x.logf("ip -%d -batch %s stopped early; running its lines one by one:\n%s", f, filepath.Join(x.State, name), strings.TrimSpace(errlog))
+	for _, l := range lines {
+		ipCmd(f, strings.Fields(l)...).Run() // output discarded: nil Stdout/Stderr
+	}
+}
+
+// onlyExists says an `ip -force -batch` error log holds only "File exists"
+// answers: every message says it and belongs to a failed line, and every
+// failed line has one. An ip that stopped early (a line it could not parse
+// ends even a -force batch) or said nothing does not pass.
+func onlyExists(errlog string) bool {
+	failed, said := 0, false
+	for _, l := range strings.Split(errlog, "\n") {
+		switch {
+		case strings.HasPrefix(l, "Command failed "):
+			if !said {
+				return false
+			}
+			failed++
+			said = false
+		case strings.TrimSpace(l) == "":
+		case strings.Contains(l, "File exists"):
+			said = true
+		default:
+			return false
+		}
+	}
+	return failed > 0 && !said
+}
+
+// stoppedEarly says an `ip -force -batch` did not get through its lines:
+// it failed and its log does not end with the "Command failed" of a line
+// it went past (a line it cannot parse ends even a -force batch).
+func stoppedEarly(errlog string, err error) bool {
+	if err == nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSpace(errlog), "\n")
+	return !strings.HasPrefix(lines[len(lines)-1], "Command failed ")
+}
+
+// stateEqual compares two states as their files would read.
+func stateEqual(a, b State) bool {
+	a.Version, b.Version = StateVersion, StateVersion
+	if a.Empty() || b.Empty() {
+		return a.Empty() == b.Empty()
+	}
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
+}
