@@ -646,3 +646,71 @@ func linkOf(t *testing.T, dev, addr string) unitfiles.Link {
 	}
 	return ls[0]
 }
+
+// TestDumpRules: the kernel's rules, read over netlink, equal the rule
+// lines that made them as unitfiles parses them, whoever added them and
+// with whatever words; a rule with a selector nicpersist never writes is
+// left out, so it can never be taken for one of ours.
+func TestDumpRules(t *testing.T) {
+	t.Parallel()
+	if !inNetns(t) {
+		return
+	}
+	eth1Up(t)
+	ours := map[plan.Family][]string{
+		plan.V4: {
+			"priority 1000 from 10.1.0.2/32 table 1000",
+			"priority 1001 from 10.1.0.0/24 to 10.9.0.0/16 table 70000",
+			"priority 1002 fwmark 0x10 table 1002",
+			"priority 1003 fwmark 0x10/0xff iif eth1 table 1003",
+			"priority 1004 oif eth1 table 1004",
+			"priority 1005 from 10.1.0.7/32 table 254",
+		},
+		plan.V6: {
+			"priority 1000 from 2001:db8:1::2/128 table 1000",
+			"priority 1001 to 2001:db8:9::/48 iif eth1 table 1001",
+		},
+	}
+	for f, rules := range ours {
+		for _, r := range rules {
+			ipc(t, fmt.Sprintf("-%d rule add %s", f, r))
+		}
+	}
+	// As the user or another tool may write them, and rules that are not
+	// nicpersist's kind at all.
+	ipc(t, "-4 rule add from 10.1.0.8 lookup 1006 pref 1006 proto static")
+	ipc(t, "-4 rule add priority 1007 from 10.1.0.9/32 tos 0x10 table 1007")
+	ipc(t, "-4 rule add priority 1008 not from 10.1.0.9/32 table 1008")
+	ipc(t, "-4 rule add priority 1009 from 10.1.0.9/32 ipproto tcp table 1009")
+	ipc(t, "-4 rule add priority 1010 from 10.1.0.9/32 table 1010 suppress_prefixlength 0")
+	ipc(t, "-4 rule add priority 1011 from 10.1.0.9/32 goto 1012")
+	ours[plan.V4] = append(ours[plan.V4], "priority 1006 from 10.1.0.8/32 table 1006")
+	for _, f := range unitfiles.Families {
+		got, err := dumpRules(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []unitfiles.Rule
+		for _, r := range ours[f] {
+			p, err := unitfiles.ParseRule(f, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, p)
+		}
+		// The kernel's own: local, main, default.
+		for _, k := range got {
+			if k.Priority == 0 || k.Priority >= 32766 {
+				continue
+			}
+			if !slices.Contains(want, k) {
+				t.Errorf("dumpRules(%d) has %+v, which no rule line made; ip rule:\n%s", f, k, ipc(t, fmt.Sprintf("-%d rule", f)))
+			}
+		}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("dumpRules(%d) lacks %+v; it read %+v", f, w, got)
+			}
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package apply
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
+)
+
+func TestStateFile(t *testing.T) {
+	dir := t.TempDir()
+	if st, legacy, err := loadState(dir); err != nil || legacy || !st.Empty() {
+		t.Fatalf("loadState(empty directory) = %+v, legacy %v, %v; want an empty state", st, legacy, err)
+	}
+	st := seedState.clone()
+	if err := saveState(dir, st, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := readState(t, dir); !stateEqual(got, st) {
+		t.Errorf("saved\n%s\nread back\n%s", stateJSON(st), stateJSON(got))
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("saveState left %d files, want 1 (no temporary file)", len(ents))
+	}
+	// An empty state is no file.
+	if err := saveState(dir, State{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("saving an empty state left %v", ents)
+	}
+	for _, tc := range []struct{ text, err string }{
+		{`{"version": 2}`, "state version 2; this nicpersist reads version 1"},
+		{`{"version": 0}`, "state version 0"},
+		{`{"version": 1, `, "unexpected end of JSON input"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := loadState(dir); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("loadState(%s) = %v, want an error saying %q", tc.text, err, tc.err)
+		}
+	}
+	if err := saveState(filepath.Join(dir, "nosuch"), st, false); err == nil {
+		t.Errorf("saveState into a missing directory succeeded")
+	}
+}
+
+// legacyState is what apply.sh (and the binary that shared its files)
+// recorded after starting seedWant on a kernel with a DHCP default.
+var legacyState = map[string]string{
+	"ip4.routes":     rt1000 + "\n" + rtDef + "\n",
+	"ip4.rules":      rule1 + "\n" + rule2 + "\n",
+	"ip4.rules.pre":  rule2 + "\n",
+	"ip4.main":       mainDef + "\n",
+	"ip4.pre":        rt1000 + "|10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000\n",
+	"default4.saved": "default via 10.1.0.254 dev eth1 proto dhcp\n",
+	"sysctl.saved":   "net/ipv4/ip_forward 0\nnet/ipv4/conf/all/rp_filter\t1\n",
+	"ip6.routes":     "",
+	"ip4.tables.new": "left by a start that died\n",
+}
+
+func TestLegacyStateConverted(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range legacyState {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, legacy, err := loadState(dir)
+	if err != nil || !legacy {
+		t.Fatalf("loadState(old text state) = legacy %v, %v; want it read as legacy", legacy, err)
+	}
+	want := State{
+		Version: StateVersion, SysctlsSaved: true,
+		Sysctls:      []unitfiles.Sysctl{{Key: "net/ipv4/ip_forward", Value: "0"}, {Key: "net/ipv4/conf/all/rp_filter", Value: "1"}},
+		DefaultSaved: true, Default: "default via 10.1.0.254 dev eth1 proto dhcp",
+		// Old state did not always mark NAT: whatever was started may
+		// have a chain.
+		NAT4: true, NAT6: true,
+		IP4: &FamilyState{Routes: []string{rt1000, rtDef}, Rules: []string{rule1, rule2}, Main: []string{mainDef},
+			Pre: []PreRoute{{rt1000, "10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000"}}, RulesPre: []string{rule2}},
+	}
+	if !stateEqual(st, want) {
+		t.Errorf("converted state:\n%s\nwant\n%s", stateJSON(st), stateJSON(want))
+	}
+	if err := saveState(dir, st, true); err != nil {
+		t.Fatal(err)
+	}
+	if files := stateFiles(t, dir); len(files) != 1 || files[stateFile] == "" {
+		t.Errorf("after the conversion the state directory holds %v, want only %s", files, stateFile)
+	}
+	// One way: read again, it is the new state.
+	if got := readState(t, dir); !stateEqual(got, want) {
+		t.Errorf("read again:\n%s", stateJSON(got))
+	}
+}
+
+// TestLegacyStateStops: a machine whose unit was started by the old
+// script is stopped by this binary, and ends as it was before that start.
+func TestLegacyStateStops(t *testing.T) {
+	t.Parallel()
+	if !inNetns(t) {
+		return
+	}
+	setupStartStop(t)
+	before := snapshot(t)
+	// What the old script did to the kernel: our routes and rules in, the
+	// DHCP-like default replaced by ours.
+	for _, l := range []string{
+		"-4 route replace 10.9.0.0/16 via 10.1.0.1 dev eth1 table 1000 proto 241",
+		"-4 route replace default via 10.1.0.1 dev eth1 table 1000 proto 241",
+		"-4 rule add priority 1000 from 10.1.0.2/32 table 1000",
+		"-4 route replace default via 10.1.0.1 dev eth1 proto 241",
+	} {
+		ipc(t, l)
+	}
+	state := t.TempDir()
+	for name, text := range map[string]string{
+		"ip4.routes":     rt1000 + "\n" + rtDef + "\n",
+		"ip4.rules":      rule1 + "\n" + rule2 + "\n",
+		"ip4.rules.pre":  rule2 + "\n",
+		"ip4.main":       "route replace default via 10.1.0.1 dev eth1 proto 241\n",
+		"ip4.pre":        rt1000 + "|10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000\n",
+		"default4.saved": "default via 10.1.0.254 dev eth1\n",
+		"sysctl.saved":   "net/ipv4/ip_forward 0\n",
+	} {
+		if err := os.WriteFile(filepath.Join(state, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustStop(t, Config{Dir: t.TempDir(), State: state, Wait: time.Second})
+	asBefore(t, before, "a Stop of the old script's state")
+	if files := stateFiles(t, state); len(files) != 0 {
+		t.Errorf("after Stop the state directory holds %v", files)
+	}
+}
