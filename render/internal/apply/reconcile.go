@@ -204,9 +204,13 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 	if len(stale) > 0 {
 		p.op(Op{Kind: opUndo, Family: f, Name: fmt.Sprintf("ip%d.stale", f), Lines: stale})
 	}
+	newSet := make(map[string]bool, len(allNew))
+	for _, l := range allNew {
+		newSet[l] = true
+	}
 	var keep []PreRoute
 	for _, x := range pre {
-		if slices.Contains(allNew, x.Line) {
+		if newSet[x.Line] {
 			keep = append(keep, x)
 		}
 	}
@@ -307,9 +311,13 @@ func (p *planner) rulesPre(f plan.Family, oldPre, ours, want []string) ([]string
 	if err != nil {
 		return nil, err
 	}
+	in := make(map[unitfiles.Rule]bool, len(krs))
+	for _, r := range krs {
+		in[r] = true
+	}
 	for _, l := range cand {
 		r, err := unitfiles.ParseRule(f, strings.TrimPrefix(l, "rule add "))
-		if err == nil && slices.Contains(krs, r) {
+		if err == nil && in[r] {
 			out = append(out, l)
 		}
 	}
