@@ -189,7 +189,6 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 		p.op(Op{Kind: opTables, Family: f, Name: fmt.Sprintf("ip%d.tables.new", f), Lines: tables})
 	}
 	if len(want.Main) > 0 {
-		cur = p.famCopy(f)
 		cur.Main = union(old.Main, want.Main)
 		p.cur.setFamily(f, cur)
 		p.record()
@@ -216,14 +215,6 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 	}
 	p.cur.setFamily(f, &FamilyState{Routes: want.Routes, Rules: want.Rules, Main: want.Main, Pre: keep, RulesPre: rulesPre})
 	return nil
-}
-
-func (p *planner) famCopy(f plan.Family) *FamilyState {
-	c := p.cur.clone()
-	if fs := c.family(f); fs != nil {
-		return fs
-	}
-	return &FamilyState{}
 }
 
 // saveDefault keeps, once, the IPv4 main default that our metric-0 default
