@@ -154,6 +154,16 @@ func eth1Up(t *testing.T) {
 	vethUp(t, "eth1")
 	ipc(t, "addr add 10.1.0.2/24 dev eth1")
 	ipc(t, "-6 addr add 2001:db8:1::2/64 dev eth1 nodad")
+	// Even without DAD the kernel adds the address's local route from a
+	// work queue; on a loaded machine a test may look before it is there.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(ipc(t, "-6 route show table local"), "2001:db8:1::2 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the local route of 2001:db8:1::2 did not appear:\n%s", ipc(t, "-6 route show table all"))
+		}
+	}
 }
 
 // TestIPErrorLogRealIP pins the error log of the installed `ip -force
