@@ -146,7 +146,7 @@ func BenchmarkRenderRHEL(b *testing.B) {
 // BenchmarkRenderSeed is the shipped example, as the README's first command
 // renders it.
 func BenchmarkRenderSeed(b *testing.B) {
-	benchRenderFiles(b, "../../packaging/profile.example.toml", "--target", "systemd")
+	benchRenderFiles(b, exampleProfile, "--target", "systemd")
 }
 
 // BenchmarkRerender is the second render of an unchanged profile: read and

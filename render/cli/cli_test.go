@@ -88,7 +88,7 @@ dev = "eth9"
 
 func TestDryRunDiffJSON(t *testing.T) {
 	root := t.TempDir()
-	prof := "../../packaging/profile.example.toml"
+	prof := exampleProfile
 	out, _, code := run("render", "--root", root, "--profile", prof, "--dry-run", "--diff")
 	if code != 0 || !strings.Contains(out, "+++ b/etc/nicpersist/ip4.batch") || !strings.Contains(out, "+route replace default via 172.22.5.97 dev eth2 proto 241") {
 		t.Fatalf("dry-run diff: exit %d\n%s", code, out)
@@ -148,7 +148,7 @@ func TestWarningsForRootCollisions(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	_, errOut, _ = run("render", "--root", root, "--profile", "../../packaging/profile.example.toml", "--target", "rhel", "--rhel-stack", "networkmanager", "--dry-run")
+	_, errOut, _ = run("render", "--root", root, "--profile", exampleProfile, "--target", "rhel", "--rhel-stack", "networkmanager", "--dry-run")
 	if !strings.Contains(errOut, "NetworkManager ignores /etc/sysconfig/network-scripts/route-eth1 while a rule file for eth1 exists") {
 		t.Errorf("no NetworkManager rule-file warning:\n%s", errOut)
 	}

@@ -69,6 +69,19 @@ func fzSeeds(t testing.TB) map[string][]byte {
 		}
 		out[p] = b
 	}
+	// A golden case whose profile lives elsewhere (goldenProfiles) is still
+	// a seed of its own, under its case's name: the seeds, and the mode each
+	// gets in FuzzRender, stay those of one profile.toml per case, and
+	// TestValidatorsOnSeeds renders it on the case's root.
+	for _, name := range goldenCases(t) {
+		if p := goldenProfilePath(name); p != filepath.Join(testdataDir, name, "profile.toml") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[filepath.Join(testdataDir, name, "profile.toml")] = b
+		}
+	}
 	if len(out) < 50 {
 		t.Fatalf("only %d seed profiles found", len(out))
 	}
