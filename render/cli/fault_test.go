@@ -193,7 +193,11 @@ func faultMount(t *testing.T, dir, opts string) {
 	if err := syscall.Mount("nicpersist-fault", dir, "tmpfs", 0, opts); err != nil {
 		t.Fatalf("mount tmpfs (%s) on %s: %v", opts, dir, err)
 	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
 }
 
 // faultOutside is a directory beside the root that nothing may write to.
@@ -509,12 +513,10 @@ func TestFaultKill(t *testing.T) {
 func TestFaultProfileChanges(t *testing.T) {
 	fc := newFaultCase(t, 30, "--target", "rhel", "--rhel-stack", "network-scripts")
 	setup := func(root string) {
-		dir := filepath.Join(root, "etc/sysconfig/network-scripts")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "route-eth1"), []byte("# the user's\n192.0.2.0/24 via 172.22.5.65 dev eth1\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "ifcfg-eth1"), []byte("DEVICE=eth1\n"), 0o644)
+		writeTree(t, root, 0o644, map[string]string{
+			"etc/sysconfig/network-scripts/route-eth1": "# the user's\n192.0.2.0/24 via 172.22.5.65 dev eth1\n",
+			"etc/sysconfig/network-scripts/ifcfg-eth1": "DEVICE=eth1\n",
+		})
 	}
 	root := t.TempDir()
 	setup(root)

@@ -286,7 +286,7 @@ func FuzzRender(f *testing.F) {
 		_, checkErr, checkCode := run("check", "--root", t.TempDir(), "--profile", prof)
 		switch code {
 		case ExitInvalid:
-			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			if entries := readDir(t, root); len(entries) != 0 {
 				t.Fatalf("exit 2 wrote %d entries under the root", len(entries))
 			}
 			if !strings.HasSuffix(errOut, "; nothing written\n") {
@@ -577,7 +577,9 @@ func TestValidatorsOnSeeds(t *testing.T) {
 	accepted := 0
 	for _, k := range sortedKeys(seeds) {
 		prof := filepath.Join(t.TempDir(), "p.toml")
-		os.WriteFile(prof, seeds[k], 0o644)
+		if err := os.WriteFile(prof, seeds[k], 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, _, code := run("check", "--root", t.TempDir(), "--profile", prof); code != 0 {
 			continue
 		}

@@ -94,7 +94,10 @@ func copyTree(t *testing.T, from, to string) {
 		if err != nil {
 			return err
 		}
-		fi, _ := d.Info()
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
 		return os.WriteFile(dst, b, fi.Mode().Perm())
 	})
 	if err != nil {
@@ -113,7 +116,10 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if d.Type()&fs.ModeSymlink != 0 {
-			l, _ := os.Readlink(p)
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
 			out[rel] = "-> " + l
 			return nil
 		}
@@ -198,7 +204,9 @@ func TestGolden(t *testing.T) {
 			report := "$ nicpersist render\n" + stderr + "$ nicpersist check\n" + checkErr + checkOut
 			report = strings.ReplaceAll(report, root, "<root>")
 			if *update {
-				os.RemoveAll(wantDir)
+				if err := os.RemoveAll(wantDir); err != nil {
+					t.Fatal(err)
+				}
 				copyTree(t, root, wantDir)
 				if err := os.Remove(filepath.Join(wantDir, DefaultProfile)); err != nil {
 					t.Fatal(err)
@@ -230,7 +238,10 @@ func TestGolden(t *testing.T) {
 					t.Errorf("%s differs from want/ at %s", p, firstDiff(g, w))
 				}
 			}
-			wantReport, _ := os.ReadFile(filepath.Join(testdataDir, name, "report.golden"))
+			wantReport, err := os.ReadFile(filepath.Join(testdataDir, name, "report.golden"))
+			if err != nil {
+				t.Fatalf("%v (run go test ./render/cli -update and review the diff)", err)
+			}
 			if report != string(wantReport) {
 				t.Errorf("report.golden differs at %s", firstDiff(report, string(wantReport)))
 			}
