@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,16 +31,17 @@ import (
 // ip6tables.rules) and lines. Both live in one directory outside the root,
 // so their paths (in each file's header) are stable.
 type faultCase struct {
-	dir  string // holds a.toml, b.toml and the roots of clean renders
-	a, b string
-	args []string // --target ...
+	dir        string // holds a.toml, b.toml and the roots of clean renders
+	a, b       string
+	args       []string                     // --target ...
+	cleanEmpty map[string]map[string]string // clean renders into an empty root, by profile
 }
 
 func newFaultCase(t *testing.T, big int, args ...string) *faultCase {
 	t.Helper()
 	dir := t.TempDir()
-	fc := &faultCase{dir: dir, a: filepath.Join(dir, "a.toml"), b: filepath.Join(dir, "b.toml"), args: args}
-	seed, err := os.ReadFile("../../packaging/profile.example.toml")
+	fc := &faultCase{dir: dir, a: filepath.Join(dir, "a.toml"), b: filepath.Join(dir, "b.toml"), args: args, cleanEmpty: map[string]map[string]string{}}
+	seed, err := os.ReadFile(exampleProfile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +59,17 @@ func (fc *faultCase) render(root, prof string) (string, string, int) {
 	return run(append([]string{"render", "--root", root, "--profile", prof}, fc.args...)...)
 }
 
-// clean is the tree a render of prof gives a root made by setup.
+// clean is the tree a render of prof gives a root made by setup. The render
+// into an empty root (setup nil) is the same every time, and takes seconds
+// for 10,000 routes, so it is made once per profile; callers must not change
+// the map.
 func (fc *faultCase) clean(t *testing.T, prof string, setup func(root string)) map[string]string {
 	t.Helper()
+	if setup == nil {
+		if m, ok := fc.cleanEmpty[prof]; ok {
+			return m
+		}
+	}
 	root := t.TempDir()
 	if setup != nil {
 		setup(root)
@@ -67,7 +77,11 @@ func (fc *faultCase) clean(t *testing.T, prof string, setup func(root string)) m
 	if _, errOut, code := fc.render(root, prof); code != 0 {
 		t.Fatalf("clean render of %s: exit %d\n%s", prof, code, errOut)
 	}
-	return snapshot(t, root)
+	m := snapshot(t, root)
+	if setup == nil {
+		fc.cleanEmpty[prof] = m
+	}
+	return m
 }
 
 // faultWhole checks that each path holds one of the allowed versions of
@@ -411,12 +425,18 @@ func TestFaultSymlinkOutOfRoot(t *testing.T) {
 // it switches between two profiles, the larger with 10,000 routes. After each
 // kill every file must be whole; temporary files may be left by a kill,
 // but the next complete render must remove them and converge.
+//
+// By default it makes faultKillsDefault renders, enough to kill a few part
+// way on every run without making `go test` wait; a longer hunt takes more:
+//
+//	NICPERSIST_FAULT_KILLS=400 go test ./render/cli -run '^TestFaultKill$' -v
+//
+// Each run logs its seed. NICPERSIST_FAULT_SEED=<seed> draws the same kill
+// moments again, as the same fractions of a whole render (how long that
+// takes is measured on each run, so the moments in time vary with the
+// machine's load, but the sequence of profiles and fractions is the same).
 func TestFaultKill(t *testing.T) {
-	need(t, "", "go")
-	bin := filepath.Join(t.TempDir(), "nicpersist")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nicpersist/nicpersist/cmd/nicpersist").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := selfAsNicpersist(t)
 	fc := newFaultCase(t, 10000, "--target", "rhel", "--rhel-stack", "network-scripts")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	// A render of a over b writes first a manifest of both (a's, then b's
@@ -459,18 +479,28 @@ func TestFaultKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := time.Since(t0)
-	n := 40
-	if testing.Short() {
-		n = 8
+	n := faultEnvInt(t, faultKillsEnv, faultKillsDefault)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(faultSeedEnv); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: want an unsigned integer (a seed this test logged)", faultSeedEnv, s)
+		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	t.Logf("seed %d: rerun with %s=%d %s=%d go test ./render/cli -run '^TestFaultKill$'", seed, faultSeedEnv, seed, faultKillsEnv, n)
+	rng := rand.New(rand.NewPCG(seed, 4))
 	killed, tempsSeen := 0, 0
 	for i := 0; i < n; i++ {
 		prof := []string{fc.a, fc.b}[i%2]
-		delay := time.Duration(rng.Int64N(int64(full) * 11 / 10))
+		// Per mille of a whole render, so that a seed names the same
+		// moments on a faster or slower machine; up to 110% lets some
+		// renders finish.
+		permille := rng.Int64N(1100)
+		delay := full * time.Duration(permille) / 1000
 		cmd := start(prof)
 		time.Sleep(delay)
-		cmd.Process.Kill()
+		// An error here means the render already finished; Wait says so.
+		_ = cmd.Process.Kill()
 		err := cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
@@ -480,7 +510,7 @@ func TestFaultKill(t *testing.T) {
 		temps := len(faultTemps(got))
 		faultWhole(t, got, cleanA, cleanB, preA)
 		if t.Failed() {
-			t.Fatalf("kill %d (%s after %v, %d temporary files) left a partial tree", i, filepath.Base(prof), delay, temps)
+			t.Fatalf("kill %d (%s after %v, %d.%d%% of a whole render, %d temporary files; seed %d) left a partial tree", i, filepath.Base(prof), delay, permille/10, permille%10, temps, seed)
 		}
 		tempsSeen += temps
 		if err == nil {
@@ -498,12 +528,33 @@ func TestFaultKill(t *testing.T) {
 	}
 	t.Logf("temporary files seen after kills: %d", tempsSeen)
 	faultUntouched(t, outside)
-	t.Logf("%d renders, %d killed part way (a whole render takes %v)", n, killed, full)
+	t.Logf("%d renders, %d killed part way (a whole render takes %v; seed %d)", n, killed, full, seed)
 	if killed < n/4 {
 		t.Errorf("only %d of %d renders were killed before they finished", killed, n)
 	}
 	faultConverges(t, fc, root, nil)
 	faultUntouched(t, outside)
+}
+
+// The environment that sizes and replays TestFaultKill (see its comment).
+const (
+	faultKillsEnv     = "NICPERSIST_FAULT_KILLS"
+	faultSeedEnv      = "NICPERSIST_FAULT_SEED"
+	faultKillsDefault = 6
+)
+
+// faultEnvInt reads a positive count from the environment, def when unset.
+func faultEnvInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a count of 1 or more", name, s)
+	}
+	return n
 }
 
 // TestFaultProfileChanges renders a, then b, then a again into a rhel root
