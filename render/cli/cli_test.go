@@ -67,10 +67,16 @@ func TestUsage(t *testing.T) {
 		{[]string{"apply", "start", "--wait", "-1"}, 2, "", "--wait -1: want 0 or more seconds"},
 		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop:", ""},
 	} {
-		out, errOut, code := run(c.args...)
-		if code != c.code || !strings.Contains(out, c.stdout) || !strings.Contains(errOut, c.stderrPart) {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ~%q, stderr ~%q", c.args, code, out, errOut, c.code, c.stdout, c.stderrPart)
+		name := strings.Join(c.args, " ")
+		if name == "" {
+			name = "no-arguments"
 		}
+		t.Run(name, func(t *testing.T) {
+			out, errOut, code := run(c.args...)
+			if code != c.code || !strings.Contains(out, c.stdout) || !strings.Contains(errOut, c.stderrPart) {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ~%q, stderr ~%q", c.args, code, out, errOut, c.code, c.stdout, c.stderrPart)
+			}
+		})
 	}
 }
 

@@ -282,30 +282,31 @@ func fill(t *testing.T, path string, keep int64) {
 // TestFaultFullDisk renders profile b over a's tree on a 512k tmpfs left
 // with 0, 4k, 8k, ... free, until the render fits. Each failed render must
 // exit 1 saying "no space left on device" and leave every file whole; with
-// the space back, renders of either profile must converge.
+// the space back, renders of either profile must converge. Each amount of
+// free space is a subtest with a tmpfs of its own, unmounted when it ends,
+// so that one amount's leftovers cannot show up at the next.
 func TestFaultFullDisk(t *testing.T) {
 	need(t, "mount a 512k tmpfs as the root")
 	fc := newFaultCase(t, 400, "--target", "systemd")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	failures := 0
 	for free := int64(0); free <= 256<<10; free += 4 << 10 {
-		root := t.TempDir()
-		faultMount(t, root, "size=512k,mode=0755")
-		if _, errOut, code := fc.render(root, fc.a); code != 0 {
-			t.Fatalf("render a: %s", errOut)
-		}
-		fill(t, filepath.Join(root, "filler"), free)
-		out, errOut, code := fc.render(root, fc.b)
-		if code == ExitOK {
-			faultSame(t, fmt.Sprintf("%dk free", free>>10), snapshot(t, root), cleanB, "filler")
-			t.Logf("b fits with %dk free; %d renders ran out of space part way", free>>10, failures)
-			if failures < 3 {
-				t.Errorf("only %d renders failed part way; the test does not cover the full disk", failures)
+		fits, setUp := false, false
+		ok := t.Run(fmt.Sprintf("free=%dk", free>>10), func(t *testing.T) {
+			root := t.TempDir()
+			faultMount(t, root, "size=512k,mode=0755")
+			if _, errOut, code := fc.render(root, fc.a); code != 0 {
+				t.Fatalf("render a: %s", errOut)
 			}
-			return
-		}
-		failures++
-		t.Run(fmt.Sprintf("free=%dk", free>>10), func(t *testing.T) {
+			fill(t, filepath.Join(root, "filler"), free)
+			setUp = true
+			out, errOut, code := fc.render(root, fc.b)
+			if code == ExitOK {
+				fits = true
+				faultSame(t, fmt.Sprintf("%dk free", free>>10), snapshot(t, root), cleanB, "filler")
+				return
+			}
+			failures++
 			faultFailed(t, out, errOut, code, "no space left on device")
 			if !strings.Contains(errOut, "run it again to finish") {
 				t.Errorf("the message does not say how to finish:\n%s", errOut)
@@ -316,6 +317,18 @@ func TestFaultFullDisk(t *testing.T) {
 			}
 			faultConverges(t, fc, root, nil)
 		})
+		if fits {
+			t.Logf("b fits with %dk free; %d renders ran out of space part way", free>>10, failures)
+			if failures < 3 {
+				t.Errorf("only %d renders failed part way; the test does not cover the full disk", failures)
+			}
+			return
+		}
+		if !ok && !setUp {
+			// The root could not be made ready: every later amount would
+			// fail the same way and bury this first message.
+			t.FailNow()
+		}
 	}
 	t.Fatal("b never fit")
 }
