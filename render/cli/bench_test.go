@@ -120,7 +120,9 @@ func benchRenderFiles(b *testing.B, prof string, extra ...string) {
 			_, errOut, _ := run(args...)
 			b.Fatalf("render exited %d: %s", code, errOut)
 		}
-		os.RemoveAll(root)
+		if err := os.RemoveAll(root); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
