@@ -78,20 +78,28 @@ func TestBadProfiles(t *testing.T) {
 				t.Errorf("stderr differs from %s at %s", errFile, firstDiff(errOut, string(want)))
 			}
 			badCheckShape(t, name, errOut)
+			if entries := readDir(t, root); len(entries) != 0 {
+				t.Errorf("check of an invalid profile wrote %d entries under the root", len(entries))
+			}
 
 			// render: the same messages, exit 2, nothing under the root.
+			// Each target has a root of its own, so that what one wrote is
+			// not blamed on the other.
 			for _, tgt := range []string{"systemd", "rhel"} {
-				rout, rerr, rcode := run("render", "--root", root, "--profile", file, "--target", tgt)
-				rerr = strings.ReplaceAll(rerr, file, badShown(name))
-				if rcode != ExitInvalid || rout != "" {
-					t.Errorf("render --target %s: exit %d, stdout %q; want exit 2 and no output", tgt, rcode, rout)
-				}
-				if rerr != errOut {
-					t.Errorf("render --target %s says other things than check at %s", tgt, firstDiff(rerr, errOut))
-				}
-				if entries, _ := os.ReadDir(root); len(entries) != 0 {
-					t.Errorf("render --target %s of an invalid profile wrote %d entries under the root", tgt, len(entries))
-				}
+				t.Run("render-"+tgt, func(t *testing.T) {
+					root := t.TempDir()
+					rout, rerr, rcode := run("render", "--root", root, "--profile", file, "--target", tgt)
+					rerr = strings.ReplaceAll(rerr, file, badShown(name))
+					if rcode != ExitInvalid || rout != "" {
+						t.Errorf("render --target %s: exit %d, stdout %q; want exit 2 and no output", tgt, rcode, rout)
+					}
+					if rerr != errOut {
+						t.Errorf("render --target %s says other things than check at %s", tgt, firstDiff(rerr, errOut))
+					}
+					if entries := readDir(t, root); len(entries) != 0 {
+						t.Errorf("render --target %s of an invalid profile wrote %d entries under the root", tgt, len(entries))
+					}
+				})
 			}
 		})
 	}

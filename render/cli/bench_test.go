@@ -120,7 +120,9 @@ func benchRenderFiles(b *testing.B, prof string, extra ...string) {
 			_, errOut, _ := run(args...)
 			b.Fatalf("render exited %d: %s", code, errOut)
 		}
-		os.RemoveAll(root)
+		if err := os.RemoveAll(root); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
@@ -146,7 +148,7 @@ func BenchmarkRenderRHEL(b *testing.B) {
 // BenchmarkRenderSeed is the shipped example, as the README's first command
 // renders it.
 func BenchmarkRenderSeed(b *testing.B) {
-	benchRenderFiles(b, "../../packaging/profile.example.toml", "--target", "systemd")
+	benchRenderFiles(b, exampleProfile, "--target", "systemd")
 }
 
 // BenchmarkRerender is the second render of an unchanged profile: read and

@@ -17,6 +17,32 @@ func writeProfile(t testing.TB, text string) string {
 	return p
 }
 
+// writeTree writes files (path relative to root: content) with their
+// parent directories, as a machine's own files before nicpersist runs.
+func writeTree(t testing.TB, root string, mode os.FileMode, files map[string]string) {
+	t.Helper()
+	for rel, text := range files {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readDir lists dir; a root that cannot be read fails the test rather than
+// passing for empty.
+func readDir(t testing.TB, dir string) []os.DirEntry {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
 func TestUsage(t *testing.T) {
 	for _, c := range []struct {
 		args       []string
@@ -41,10 +67,16 @@ func TestUsage(t *testing.T) {
 		{[]string{"apply", "start", "--wait", "-1"}, 2, "", "--wait -1: want 0 or more seconds"},
 		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop:", ""},
 	} {
-		out, errOut, code := run(c.args...)
-		if code != c.code || !strings.Contains(out, c.stdout) || !strings.Contains(errOut, c.stderrPart) {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ~%q, stderr ~%q", c.args, code, out, errOut, c.code, c.stdout, c.stderrPart)
+		name := strings.Join(c.args, " ")
+		if name == "" {
+			name = "no-arguments"
 		}
+		t.Run(name, func(t *testing.T) {
+			out, errOut, code := run(c.args...)
+			if code != c.code || !strings.Contains(out, c.stdout) || !strings.Contains(errOut, c.stderrPart) {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ~%q, stderr ~%q", c.args, code, out, errOut, c.code, c.stdout, c.stderrPart)
+			}
+		})
 	}
 }
 
@@ -81,19 +113,19 @@ dev = "eth9"
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+	if entries := readDir(t, root); len(entries) != 0 {
 		t.Errorf("an invalid profile wrote %d entries", len(entries))
 	}
 }
 
 func TestDryRunDiffJSON(t *testing.T) {
 	root := t.TempDir()
-	prof := "../../packaging/profile.example.toml"
+	prof := exampleProfile
 	out, _, code := run("render", "--root", root, "--profile", prof, "--dry-run", "--diff")
 	if code != 0 || !strings.Contains(out, "+++ b/etc/nicpersist/ip4.batch") || !strings.Contains(out, "+route replace default via 172.22.5.97 dev eth2 proto 241") {
 		t.Fatalf("dry-run diff: exit %d\n%s", code, out)
 	}
-	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+	if entries := readDir(t, root); len(entries) != 0 {
 		t.Fatal("--dry-run wrote files")
 	}
 	out, _, code = run("render", "--root", root, "--profile", prof, "--json")
@@ -123,6 +155,7 @@ func TestDryRunDiffJSON(t *testing.T) {
 }
 
 func mustRead(t *testing.T, p string) string {
+	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -132,11 +165,11 @@ func mustRead(t *testing.T, p string) string {
 
 func TestWarningsForRootCollisions(t *testing.T) {
 	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "etc/iproute2/rt_tables.d"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/iproute2/rt_tables.d/other.conf"), []byte("1000 theirs\n"), 0o644)
-	os.MkdirAll(filepath.Join(root, "etc/sysconfig/network-scripts"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/sysconfig/network-scripts/rule-eth1"), []byte("priority 1000 from 10.1.1.1 table 1000\n"), 0o644)
-	_, errOut, code := run("check", "--root", root, "--profile", "../../packaging/profile.example.toml")
+	writeTree(t, root, 0o644, map[string]string{
+		"etc/iproute2/rt_tables.d/other.conf":     "1000 theirs\n",
+		"etc/sysconfig/network-scripts/rule-eth1": "priority 1000 from 10.1.1.1 table 1000\n",
+	})
+	_, errOut, code := run("check", "--root", root, "--profile", exampleProfile)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -148,7 +181,7 @@ func TestWarningsForRootCollisions(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	_, errOut, _ = run("render", "--root", root, "--profile", "../../packaging/profile.example.toml", "--target", "rhel", "--rhel-stack", "networkmanager", "--dry-run")
+	_, errOut, _ = run("render", "--root", root, "--profile", exampleProfile, "--target", "rhel", "--rhel-stack", "networkmanager", "--dry-run")
 	if !strings.Contains(errOut, "NetworkManager ignores /etc/sysconfig/network-scripts/route-eth1 while a rule file for eth1 exists") {
 		t.Errorf("no NetworkManager rule-file warning:\n%s", errOut)
 	}
@@ -189,13 +222,15 @@ masquerade = true
 func TestSharedFileKeepsItsMode(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "etc/sysconfig/network-scripts")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "route-eth1"), []byte("192.168.50.0/24 via 172.22.5.65 dev eth1\n"), 0o600)
-	args := []string{"render", "--root", root, "--profile", "../../packaging/profile.example.toml", "--target", "rhel", "--rhel-stack", "network-scripts"}
+	writeTree(t, dir, 0o600, map[string]string{"route-eth1": "192.168.50.0/24 via 172.22.5.65 dev eth1\n"})
+	args := []string{"render", "--root", root, "--profile", exampleProfile, "--target", "rhel", "--rhel-stack", "network-scripts"}
 	if _, e, code := run(args...); code != 0 {
 		t.Fatal(e)
 	}
-	fi, _ := os.Stat(filepath.Join(dir, "route-eth1"))
+	fi, err := os.Stat(filepath.Join(dir, "route-eth1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("route-eth1 mode %v, want the user's 0600", fi.Mode().Perm())
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,16 +31,17 @@ import (
 // ip6tables.rules) and lines. Both live in one directory outside the root,
 // so their paths (in each file's header) are stable.
 type faultCase struct {
-	dir  string // holds a.toml, b.toml and the roots of clean renders
-	a, b string
-	args []string // --target ...
+	dir        string // holds a.toml, b.toml and the roots of clean renders
+	a, b       string
+	args       []string                     // --target ...
+	cleanEmpty map[string]map[string]string // clean renders into an empty root, by profile
 }
 
 func newFaultCase(t *testing.T, big int, args ...string) *faultCase {
 	t.Helper()
 	dir := t.TempDir()
-	fc := &faultCase{dir: dir, a: filepath.Join(dir, "a.toml"), b: filepath.Join(dir, "b.toml"), args: args}
-	seed, err := os.ReadFile("../../packaging/profile.example.toml")
+	fc := &faultCase{dir: dir, a: filepath.Join(dir, "a.toml"), b: filepath.Join(dir, "b.toml"), args: args, cleanEmpty: map[string]map[string]string{}}
+	seed, err := os.ReadFile(exampleProfile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +59,17 @@ func (fc *faultCase) render(root, prof string) (string, string, int) {
 	return run(append([]string{"render", "--root", root, "--profile", prof}, fc.args...)...)
 }
 
-// clean is the tree a render of prof gives a root made by setup.
+// clean is the tree a render of prof gives a root made by setup. The render
+// into an empty root (setup nil) is the same every time, and takes seconds
+// for 10,000 routes, so it is made once per profile; callers must not change
+// the map.
 func (fc *faultCase) clean(t *testing.T, prof string, setup func(root string)) map[string]string {
 	t.Helper()
+	if setup == nil {
+		if m, ok := fc.cleanEmpty[prof]; ok {
+			return m
+		}
+	}
 	root := t.TempDir()
 	if setup != nil {
 		setup(root)
@@ -67,7 +77,11 @@ func (fc *faultCase) clean(t *testing.T, prof string, setup func(root string)) m
 	if _, errOut, code := fc.render(root, prof); code != 0 {
 		t.Fatalf("clean render of %s: exit %d\n%s", prof, code, errOut)
 	}
-	return snapshot(t, root)
+	m := snapshot(t, root)
+	if setup == nil {
+		fc.cleanEmpty[prof] = m
+	}
+	return m
 }
 
 // faultWhole checks that each path holds one of the allowed versions of
@@ -193,7 +207,11 @@ func faultMount(t *testing.T, dir, opts string) {
 	if err := syscall.Mount("nicpersist-fault", dir, "tmpfs", 0, opts); err != nil {
 		t.Fatalf("mount tmpfs (%s) on %s: %v", opts, dir, err)
 	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
 }
 
 // faultOutside is a directory beside the root that nothing may write to.
@@ -264,30 +282,31 @@ func fill(t *testing.T, path string, keep int64) {
 // TestFaultFullDisk renders profile b over a's tree on a 512k tmpfs left
 // with 0, 4k, 8k, ... free, until the render fits. Each failed render must
 // exit 1 saying "no space left on device" and leave every file whole; with
-// the space back, renders of either profile must converge.
+// the space back, renders of either profile must converge. Each amount of
+// free space is a subtest with a tmpfs of its own, unmounted when it ends,
+// so that one amount's leftovers cannot show up at the next.
 func TestFaultFullDisk(t *testing.T) {
 	need(t, "mount a 512k tmpfs as the root")
 	fc := newFaultCase(t, 400, "--target", "systemd")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	failures := 0
 	for free := int64(0); free <= 256<<10; free += 4 << 10 {
-		root := t.TempDir()
-		faultMount(t, root, "size=512k,mode=0755")
-		if _, errOut, code := fc.render(root, fc.a); code != 0 {
-			t.Fatalf("render a: %s", errOut)
-		}
-		fill(t, filepath.Join(root, "filler"), free)
-		out, errOut, code := fc.render(root, fc.b)
-		if code == ExitOK {
-			faultSame(t, fmt.Sprintf("%dk free", free>>10), snapshot(t, root), cleanB, "filler")
-			t.Logf("b fits with %dk free; %d renders ran out of space part way", free>>10, failures)
-			if failures < 3 {
-				t.Errorf("only %d renders failed part way; the test does not cover the full disk", failures)
+		fits, setUp := false, false
+		ok := t.Run(fmt.Sprintf("free=%dk", free>>10), func(t *testing.T) {
+			root := t.TempDir()
+			faultMount(t, root, "size=512k,mode=0755")
+			if _, errOut, code := fc.render(root, fc.a); code != 0 {
+				t.Fatalf("render a: %s", errOut)
 			}
-			return
-		}
-		failures++
-		t.Run(fmt.Sprintf("free=%dk", free>>10), func(t *testing.T) {
+			fill(t, filepath.Join(root, "filler"), free)
+			setUp = true
+			out, errOut, code := fc.render(root, fc.b)
+			if code == ExitOK {
+				fits = true
+				faultSame(t, fmt.Sprintf("%dk free", free>>10), snapshot(t, root), cleanB, "filler")
+				return
+			}
+			failures++
 			faultFailed(t, out, errOut, code, "no space left on device")
 			if !strings.Contains(errOut, "run it again to finish") {
 				t.Errorf("the message does not say how to finish:\n%s", errOut)
@@ -298,6 +317,18 @@ func TestFaultFullDisk(t *testing.T) {
 			}
 			faultConverges(t, fc, root, nil)
 		})
+		if fits {
+			t.Logf("b fits with %dk free; %d renders ran out of space part way", free>>10, failures)
+			if failures < 3 {
+				t.Errorf("only %d renders failed part way; the test does not cover the full disk", failures)
+			}
+			return
+		}
+		if !ok && !setUp {
+			// The root could not be made ready: every later amount would
+			// fail the same way and bury this first message.
+			t.FailNow()
+		}
 	}
 	t.Fatal("b never fit")
 }
@@ -407,12 +438,18 @@ func TestFaultSymlinkOutOfRoot(t *testing.T) {
 // it switches between two profiles, the larger with 10,000 routes. After each
 // kill every file must be whole; temporary files may be left by a kill,
 // but the next complete render must remove them and converge.
+//
+// By default it makes faultKillsDefault renders, enough to kill a few part
+// way on every run without making `go test` wait; a longer hunt takes more:
+//
+//	NICPERSIST_FAULT_KILLS=400 go test ./render/cli -run '^TestFaultKill$' -v
+//
+// Each run logs its seed. NICPERSIST_FAULT_SEED=<seed> draws the same kill
+// moments again, as the same fractions of a whole render (how long that
+// takes is measured on each run, so the moments in time vary with the
+// machine's load, but the sequence of profiles and fractions is the same).
 func TestFaultKill(t *testing.T) {
-	need(t, "", "go")
-	bin := filepath.Join(t.TempDir(), "nicpersist")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nicpersist/nicpersist/cmd/nicpersist").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := selfAsNicpersist(t)
 	fc := newFaultCase(t, 10000, "--target", "rhel", "--rhel-stack", "network-scripts")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	// A render of a over b writes first a manifest of both (a's, then b's
@@ -455,18 +492,28 @@ func TestFaultKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := time.Since(t0)
-	n := 40
-	if testing.Short() {
-		n = 8
+	n := faultEnvInt(t, faultKillsEnv, faultKillsDefault)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(faultSeedEnv); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: want an unsigned integer (a seed this test logged)", faultSeedEnv, s)
+		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	t.Logf("seed %d: rerun with %s=%d %s=%d go test ./render/cli -run '^TestFaultKill$'", seed, faultSeedEnv, seed, faultKillsEnv, n)
+	rng := rand.New(rand.NewPCG(seed, 4))
 	killed, tempsSeen := 0, 0
 	for i := 0; i < n; i++ {
 		prof := []string{fc.a, fc.b}[i%2]
-		delay := time.Duration(rng.Int64N(int64(full) * 11 / 10))
+		// Per mille of a whole render, so that a seed names the same
+		// moments on a faster or slower machine; up to 110% lets some
+		// renders finish.
+		permille := rng.Int64N(1100)
+		delay := full * time.Duration(permille) / 1000
 		cmd := start(prof)
 		time.Sleep(delay)
-		cmd.Process.Kill()
+		// An error here means the render already finished; Wait says so.
+		_ = cmd.Process.Kill()
 		err := cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
@@ -476,7 +523,7 @@ func TestFaultKill(t *testing.T) {
 		temps := len(faultTemps(got))
 		faultWhole(t, got, cleanA, cleanB, preA)
 		if t.Failed() {
-			t.Fatalf("kill %d (%s after %v, %d temporary files) left a partial tree", i, filepath.Base(prof), delay, temps)
+			t.Fatalf("kill %d (%s after %v, %d.%d%% of a whole render, %d temporary files; seed %d) left a partial tree", i, filepath.Base(prof), delay, permille/10, permille%10, temps, seed)
 		}
 		tempsSeen += temps
 		if err == nil {
@@ -494,12 +541,33 @@ func TestFaultKill(t *testing.T) {
 	}
 	t.Logf("temporary files seen after kills: %d", tempsSeen)
 	faultUntouched(t, outside)
-	t.Logf("%d renders, %d killed part way (a whole render takes %v)", n, killed, full)
+	t.Logf("%d renders, %d killed part way (a whole render takes %v; seed %d)", n, killed, full, seed)
 	if killed < n/4 {
 		t.Errorf("only %d of %d renders were killed before they finished", killed, n)
 	}
 	faultConverges(t, fc, root, nil)
 	faultUntouched(t, outside)
+}
+
+// The environment that sizes and replays TestFaultKill (see its comment).
+const (
+	faultKillsEnv     = "NICPERSIST_FAULT_KILLS"
+	faultSeedEnv      = "NICPERSIST_FAULT_SEED"
+	faultKillsDefault = 6
+)
+
+// faultEnvInt reads a positive count from the environment, def when unset.
+func faultEnvInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a count of 1 or more", name, s)
+	}
+	return n
 }
 
 // TestFaultProfileChanges renders a, then b, then a again into a rhel root
@@ -509,12 +577,10 @@ func TestFaultKill(t *testing.T) {
 func TestFaultProfileChanges(t *testing.T) {
 	fc := newFaultCase(t, 30, "--target", "rhel", "--rhel-stack", "network-scripts")
 	setup := func(root string) {
-		dir := filepath.Join(root, "etc/sysconfig/network-scripts")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "route-eth1"), []byte("# the user's\n192.0.2.0/24 via 172.22.5.65 dev eth1\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "ifcfg-eth1"), []byte("DEVICE=eth1\n"), 0o644)
+		writeTree(t, root, 0o644, map[string]string{
+			"etc/sysconfig/network-scripts/route-eth1": "# the user's\n192.0.2.0/24 via 172.22.5.65 dev eth1\n",
+			"etc/sysconfig/network-scripts/ifcfg-eth1": "DEVICE=eth1\n",
+		})
 	}
 	root := t.TempDir()
 	setup(root)

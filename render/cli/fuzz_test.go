@@ -69,6 +69,19 @@ func fzSeeds(t testing.TB) map[string][]byte {
 		}
 		out[p] = b
 	}
+	// A golden case whose profile lives elsewhere (goldenProfiles) is still
+	// a seed of its own, under its case's name: the seeds, and the mode each
+	// gets in FuzzRender, stay those of one profile.toml per case, and
+	// TestValidatorsOnSeeds renders it on the case's root.
+	for _, name := range goldenCases(t) {
+		if p := goldenProfilePath(name); p != filepath.Join(testdataDir, name, "profile.toml") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[filepath.Join(testdataDir, name, "profile.toml")] = b
+		}
+	}
 	if len(out) < 50 {
 		t.Fatalf("only %d seed profiles found", len(out))
 	}
@@ -273,7 +286,7 @@ func FuzzRender(f *testing.F) {
 		_, checkErr, checkCode := run("check", "--root", t.TempDir(), "--profile", prof)
 		switch code {
 		case ExitInvalid:
-			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			if entries := readDir(t, root); len(entries) != 0 {
 				t.Fatalf("exit 2 wrote %d entries under the root", len(entries))
 			}
 			if !strings.HasSuffix(errOut, "; nothing written\n") {
@@ -564,7 +577,9 @@ func TestValidatorsOnSeeds(t *testing.T) {
 	accepted := 0
 	for _, k := range sortedKeys(seeds) {
 		prof := filepath.Join(t.TempDir(), "p.toml")
-		os.WriteFile(prof, seeds[k], 0o644)
+		if err := os.WriteFile(prof, seeds[k], 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, _, code := run("check", "--root", t.TempDir(), "--profile", prof); code != 0 {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,9 +21,32 @@ const testdataDir = "../../testdata"
 // goldenProfile is where renderCase puts the profile, so headers name it.
 const goldenProfile = "/" + DefaultProfile
 
-// goldenCases are the directories of testdata with a profile.toml and a
-// want/ tree (or a want/ to be made with -update).
-func goldenCases(t *testing.T) []string {
+// exampleProfile is the profile the README's first command renders. It is
+// the only copy of the seed profile in the repository (TestSeedProfileOnce):
+// the golden cases that render it name it in goldenProfiles instead of
+// keeping a profile.toml of their own.
+const exampleProfile = "../../packaging/profile.example.toml"
+
+// goldenProfiles maps a golden case to a profile kept outside its directory.
+// A case not listed here renders testdata/<case>/profile.toml.
+var goldenProfiles = map[string]string{
+	"seed":           exampleProfile,
+	"centos7-legacy": exampleProfile,
+	"rhel9-nm":       exampleProfile,
+}
+
+// goldenProfilePath is the profile a golden case renders.
+func goldenProfilePath(name string) string {
+	if p, ok := goldenProfiles[name]; ok {
+		return p
+	}
+	return filepath.Join(testdataDir, name, "profile.toml")
+}
+
+// goldenCases are the directories of testdata with a root/ tree and a
+// profile (goldenProfilePath), and a want/ tree (or a want/ to be made with
+// -update).
+func goldenCases(t testing.TB) []string {
 	t.Helper()
 	entries, err := os.ReadDir(testdataDir)
 	if err != nil {
@@ -30,8 +54,13 @@ func goldenCases(t *testing.T) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() && exists(filepath.Join(testdataDir, e.Name(), "profile.toml")) && exists(filepath.Join(testdataDir, e.Name(), "root")) {
+		if e.IsDir() && exists(goldenProfilePath(e.Name())) && exists(filepath.Join(testdataDir, e.Name(), "root")) {
 			out = append(out, e.Name())
+		}
+	}
+	for name := range goldenProfiles {
+		if !slices.Contains(out, name) {
+			t.Fatalf("goldenProfiles names %s, but testdata/%s has no root/ or %s does not exist", name, name, goldenProfiles[name])
 		}
 	}
 	if len(out) == 0 {
@@ -65,7 +94,10 @@ func copyTree(t *testing.T, from, to string) {
 		if err != nil {
 			return err
 		}
-		fi, _ := d.Info()
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
 		return os.WriteFile(dst, b, fi.Mode().Perm())
 	})
 	if err != nil {
@@ -84,7 +116,10 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if d.Type()&fs.ModeSymlink != 0 {
-			l, _ := os.Readlink(p)
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
 			out[rel] = "-> " + l
 			return nil
 		}
@@ -106,7 +141,7 @@ func renderCase(t *testing.T, name string) (root, stdout, stderr string) {
 	t.Helper()
 	root = t.TempDir()
 	copyTree(t, filepath.Join(testdataDir, name, "root"), root)
-	prof, err := os.ReadFile(filepath.Join(testdataDir, name, "profile.toml"))
+	prof, err := os.ReadFile(goldenProfilePath(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +187,15 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root, _, stderr := renderCase(t, name)
 			got := snapshot(t, root)
+			// The profile is the test's input, not the render's output:
+			// want/ leaves it out (so the seed profile is not copied
+			// there), and the render must leave it as it was.
+			prof := mustRead(t, goldenProfilePath(name))
+			if got[DefaultProfile] != prof {
+				t.Errorf("%s: the render changed the profile at %s", DefaultProfile, firstDiff(got[DefaultProfile], prof))
+			}
+			rendered := maps.Clone(got)
+			delete(rendered, DefaultProfile)
 			wantDir := filepath.Join(testdataDir, name, "want")
 			checkOut, checkErr, code := run("check", "--root", root)
 			if code != 0 {
@@ -160,25 +204,30 @@ func TestGolden(t *testing.T) {
 			report := "$ nicpersist render\n" + stderr + "$ nicpersist check\n" + checkErr + checkOut
 			report = strings.ReplaceAll(report, root, "<root>")
 			if *update {
-				os.RemoveAll(wantDir)
+				if err := os.RemoveAll(wantDir); err != nil {
+					t.Fatal(err)
+				}
 				copyTree(t, root, wantDir)
+				if err := os.Remove(filepath.Join(wantDir, DefaultProfile)); err != nil {
+					t.Fatal(err)
+				}
 				if err := os.WriteFile(filepath.Join(testdataDir, name, "report.golden"), []byte(report), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
 			want := snapshot(t, wantDir)
 			var paths []string
-			for p := range got {
+			for p := range rendered {
 				paths = append(paths, p)
 			}
 			for p := range want {
-				if _, ok := got[p]; !ok {
+				if _, ok := rendered[p]; !ok {
 					paths = append(paths, p)
 				}
 			}
 			sort.Strings(paths)
 			for _, p := range paths {
-				g, gok := got[p]
+				g, gok := rendered[p]
 				w, wok := want[p]
 				switch {
 				case !gok:
@@ -189,7 +238,10 @@ func TestGolden(t *testing.T) {
 					t.Errorf("%s differs from want/ at %s", p, firstDiff(g, w))
 				}
 			}
-			wantReport, _ := os.ReadFile(filepath.Join(testdataDir, name, "report.golden"))
+			wantReport, err := os.ReadFile(filepath.Join(testdataDir, name, "report.golden"))
+			if err != nil {
+				t.Fatalf("%v (run go test ./render/cli -update and review the diff)", err)
+			}
 			if report != string(wantReport) {
 				t.Errorf("report.golden differs at %s", firstDiff(report, string(wantReport)))
 			}
@@ -198,10 +250,7 @@ func TestGolden(t *testing.T) {
 			if code != 0 || !strings.HasSuffix(out, "0 changed\n") {
 				t.Errorf("second render: exit %d, stdout %q, stderr %q; want 0 changed", code, out, errOut)
 			}
-			again := snapshot(t, root)
-			if !maps.Equal(again, got) {
-				t.Errorf("second render changed the tree")
-			}
+			faultSame(t, "second render changed the tree", snapshot(t, root), got)
 			out, _, _ = run("render", "--root", root, "--json")
 			if !strings.Contains(out, `"changed": false`) {
 				t.Errorf("second render --json: %s", out)
@@ -210,11 +259,47 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestShippedExample keeps the README's example and the seed case one file.
-func TestShippedExample(t *testing.T) {
-	a, _ := os.ReadFile("../../packaging/profile.example.toml")
-	b, _ := os.ReadFile(filepath.Join(testdataDir, "seed", "profile.toml"))
-	if len(a) == 0 || !bytes.Equal(a, b) {
-		t.Fatal("packaging/profile.example.toml and testdata/seed/profile.toml must be the same file")
+// TestSeedProfileOnce keeps the seed profile one file: the README's example
+// (exampleProfile), which the golden cases, the fault, e2e and benchmark
+// tests read. A byte-identical copy anywhere else in the repository (a
+// testdata/<case>/profile.toml, a want/ tree) would drift from it unseen.
+func TestSeedProfileOnce(t *testing.T) {
+	seed := []byte(mustRead(t, exampleProfile))
+	if len(seed) == 0 {
+		t.Fatalf("%s is empty", exampleProfile)
+	}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := filepath.Abs(exampleProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() || p == self {
+			return nil
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() != int64(len(seed)) {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(b, seed) {
+			rel, _ := filepath.Rel(repo, p)
+			t.Errorf("%s is a copy of packaging/profile.example.toml; name the example in goldenProfiles (golden_test.go) instead", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

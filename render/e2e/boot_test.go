@@ -215,7 +215,10 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 		}
 	})
 
-	// The container's PID 1 is nspawn's child.
+	// The container's PID 1 is nspawn's child once it runs systemd. Before
+	// that nspawn has another child for a moment (the outer child that
+	// clones PID 1 and exits); taking it would point every later nsenter at
+	// a process that is gone.
 	deadline := time.Now().Add(20 * time.Second)
 	for c.pid1 == 0 {
 		select {
@@ -230,9 +233,12 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 		}
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", c.cmd.Process.Pid))
 		for _, f := range tasks {
+			// A read fails for a task that just ended: look again.
 			b, _ := os.ReadFile(f)
-			if fs := strings.Fields(string(b)); len(fs) > 0 {
-				c.pid1, _ = strconv.Atoi(fs[0])
+			for _, child := range strings.Fields(string(b)) {
+				if comm, _ := os.ReadFile("/proc/" + child + "/comm"); strings.TrimSpace(string(comm)) == "systemd" {
+					c.pid1, _ = strconv.Atoi(child)
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

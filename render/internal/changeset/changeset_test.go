@@ -34,15 +34,16 @@ func TestMergeBlock(t *testing.T) {
 			if err != nil || string(got) != c.want {
 				t.Fatalf("got %q, %v; want %q", got, err, c.want)
 			}
-			again, _ := mergeBlock(got, block)
-			if string(again) != string(got) {
-				t.Fatalf("not idempotent: %q", again)
+			again, err := mergeBlock(got, block)
+			if err != nil || string(again) != string(got) {
+				t.Fatalf("not idempotent: %q, %v", again, err)
 			}
 		})
 	}
 }
 
 func open(t *testing.T) (*fsroot.Root, string) {
+	t.Helper()
 	dir := t.TempDir()
 	r, err := fsroot.Open(dir)
 	if err != nil {
@@ -64,11 +65,25 @@ func apply(t *testing.T, r *fsroot.Root, files []distro.File) []Change {
 	return cs
 }
 
+// writeTree writes files (path relative to dir: content) with their parent
+// directories: the machine's own files before nicpersist runs.
+func writeTree(t *testing.T, dir string, mode os.FileMode, files map[string]string) {
+	t.Helper()
+	for rel, text := range files {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 	r, dir := open(t)
 	route := "etc/sysconfig/network-scripts/route-eth1"
-	os.MkdirAll(filepath.Join(dir, "etc/sysconfig/network-scripts"), 0o755)
-	os.WriteFile(filepath.Join(dir, route), []byte("user line\n"), 0o644)
+	writeTree(t, dir, 0o644, map[string]string{route: "user line\n"})
 	first := []distro.File{
 		{Path: "etc/nicpersist/ip4.batch", Kind: distro.Owned, Data: []byte(distro.Header("p.toml") + "x\n"), Mode: 0o644},
 		{Path: route, Kind: distro.Block, Data: []byte("r1\n"), Mode: 0o644},
@@ -89,8 +104,8 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 			t.Errorf("%s: %s, want %s", p, status[p], want)
 		}
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, route)); string(b) != "user line\n" {
-		t.Errorf("user file after removal: %q", b)
+	if b, err := os.ReadFile(filepath.Join(dir, route)); err != nil || string(b) != "user line\n" {
+		t.Errorf("user file after removal: %q, %v", b, err)
 	}
 	for _, p := range []string{"etc/nicpersist/ip4.batch", "etc/sysconfig/network-scripts/route-eth2", distro.WantsLink} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
@@ -104,10 +119,10 @@ func TestRemovesWhatItNoLongerRenders(t *testing.T) {
 
 func TestRefusesForeignFileAndMalformedBlocks(t *testing.T) {
 	r, dir := open(t)
-	os.MkdirAll(filepath.Join(dir, "etc/sysctl.d"), 0o755)
-	os.WriteFile(filepath.Join(dir, distro.SysctlConf), []byte("vm.swappiness = 1\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, distro.ScriptsDir), 0o755)
-	os.WriteFile(filepath.Join(dir, distro.ScriptsDir, "rule-eth1"), []byte("# END nicpersist\n"), 0o644)
+	writeTree(t, dir, 0o644, map[string]string{
+		distro.SysctlConf:                "vm.swappiness = 1\n",
+		distro.ScriptsDir + "/rule-eth1": "# END nicpersist\n",
+	})
 	_, err := Compute(r, []distro.File{
 		{Path: distro.SysctlConf, Kind: distro.Owned, Data: []byte("x"), Mode: 0o644},
 		{Path: distro.ScriptsDir + "/rule-eth1", Kind: distro.Block, Data: []byte("y\n"), Mode: 0o644},
@@ -142,11 +157,15 @@ func TestClearsTemporaryFilesOfOwnedPaths(t *testing.T) {
 	r, dir := open(t)
 	old := distro.File{Path: "etc/sysconfig/network-scripts/route6-eth2", Kind: distro.Block, Data: []byte("x\n"), Mode: 0o644}
 	apply(t, r, []distro.File{old})
-	os.Remove(filepath.Join(dir, old.Path))
+	if err := os.Remove(filepath.Join(dir, old.Path)); err != nil {
+		t.Fatal(err)
+	}
 	temp := filepath.Join(dir, "etc/sysconfig/network-scripts/.route6-eth2.nicpersist-tmp-0123")
 	user := filepath.Join(dir, "etc/sysconfig/network-scripts/.other.nicpersist-tmp-0123")
-	os.WriteFile(temp, []byte("partial"), 0o600)
-	os.WriteFile(user, []byte("not ours"), 0o600)
+	writeTree(t, dir, 0o600, map[string]string{
+		"etc/sysconfig/network-scripts/.route6-eth2.nicpersist-tmp-0123": "partial",
+		"etc/sysconfig/network-scripts/.other.nicpersist-tmp-0123":       "not ours",
+	})
 	apply(t, r, nil)
 	if _, err := os.Lstat(temp); !os.IsNotExist(err) {
 		t.Errorf("temporary file of an owned path survived: %v", err)

@@ -3,10 +3,12 @@ package fsroot
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,12 +67,18 @@ func mk(t *testing.T, dir string, specs ...string) {
 
 func noTemps(t *testing.T, dir string) {
 	t.Helper()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.Contains(d.Name(), tempInfix) {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.Contains(d.Name(), tempInfix) {
 			t.Errorf("temporary file left behind: %s", p)
 		}
 		return nil
 	})
+	if err != nil {
+		t.Errorf("looking for temporary files: %v", err)
+	}
 }
 
 func empty(t *testing.T, dir string) {
@@ -180,38 +188,44 @@ func TestReadDir(t *testing.T) {
 	}
 }
 
+// Each operation and name gets a fresh root: a name one operation wrongly
+// accepted must not change what the next one finds.
 func TestRejectsBadNames(t *testing.T) {
-	r, dir, _ := setup(t)
-	mk(t, dir, "a/b")
 	bad := []string{"", "/etc/x", "/", "..", "../x", "a/../../x", "a/../b", "a//b", "./a", "a/./b", "a/", "a/b/"}
-	ops := map[string]func(string) error{
-		"WriteFile": func(n string) error { return r.WriteFile(n, []byte("x"), 0o644) },
-		"Symlink":   func(n string) error { return r.Symlink(n, "/x") },
-		"Remove":    r.Remove,
-		"ReadFile":  func(n string) error { _, err := r.ReadFile(n); return err },
-		"ReadDir":   func(n string) error { _, err := r.ReadDir(n); return err },
-		"Readlink":  func(n string) error { _, err := r.Readlink(n); return err },
-		"Lstat":     func(n string) error { _, err := r.Lstat(n); return err },
-		"Exists": func(n string) error {
+	ops := map[string]func(r *Root, n string) error{
+		"WriteFile": func(r *Root, n string) error { return r.WriteFile(n, []byte("x"), 0o644) },
+		"Symlink":   func(r *Root, n string) error { return r.Symlink(n, "/x") },
+		"Remove":    func(r *Root, n string) error { return r.Remove(n) },
+		"ReadFile":  func(r *Root, n string) error { _, err := r.ReadFile(n); return err },
+		"ReadDir":   func(r *Root, n string) error { _, err := r.ReadDir(n); return err },
+		"Readlink":  func(r *Root, n string) error { _, err := r.Readlink(n); return err },
+		"Lstat":     func(r *Root, n string) error { _, err := r.Lstat(n); return err },
+		"Exists": func(r *Root, n string) error {
 			if r.Exists(n) {
 				return nil
 			}
 			return errors.New("no")
 		},
 	}
-	for _, n := range bad {
-		for op, f := range ops {
-			if err := f(n); err == nil {
-				t.Errorf("%s(%q) accepted", op, n)
-			} else if op != "Exists" && !strings.Contains(err.Error(), "not a clean path relative to "+dir) {
-				t.Errorf("%s(%q): %v", op, n, err)
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
+		t.Run(op, func(t *testing.T) {
+			for _, n := range bad {
+				t.Run(strconv.Quote(n), func(t *testing.T) {
+					r, dir, _ := setup(t)
+					mk(t, dir, "a/b")
+					if err := ops[op](r, n); err == nil {
+						t.Errorf("%s(%q) accepted", op, n)
+					} else if op != "Exists" && !strings.Contains(err.Error(), "not a clean path relative to "+dir) {
+						t.Errorf("%s(%q): %v", op, n, err)
+					}
+					if got := content(t, filepath.Join(dir, "a/b")); got != "" {
+						t.Errorf("a/b changed: %q", got)
+					}
+					noTemps(t, filepath.Dir(dir))
+				})
 			}
-		}
+		})
 	}
-	if got := content(t, filepath.Join(dir, "a/b")); got != "" {
-		t.Errorf("a/b changed: %q", got)
-	}
-	noTemps(t, filepath.Dir(dir))
 }
 
 // A parent directory that is a link leading out of the root: nothing may be
@@ -231,41 +245,49 @@ func TestWriteThroughEscapingParentIsRefused(t *testing.T) {
 		{"absolute into root", []string{"usr/lib/", "etc->/usr/lib"}, "etc/x"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r, dir, outside := setup(t)
-			for _, l := range tc.links {
-				mk(t, dir, strings.ReplaceAll(l, "OUT", outside))
-			}
-			mk(t, outside, "victim=keep")
-			ops := map[string]func() error{
-				"write":   func() error { return r.WriteFile(tc.path, []byte("x"), 0o644) },
-				"symlink": func() error { return r.Symlink(tc.path, "/etc/systemd/system/nicpersist.service") },
-				"remove":  func() error { return r.Remove(filepath.Dir(tc.path) + "/victim") },
-			}
-			for op, f := range ops {
-				err := f()
-				if err == nil {
-					t.Fatalf("%s through a link out of the root succeeded", op)
+		// Each operation on a root of its own: one that got through
+		// must not be blamed on the next, nor hide what it did.
+		for _, op := range []string{"write", "symlink", "remove"} {
+			t.Run(tc.name+"/"+op, func(t *testing.T) {
+				r, dir, outside := setup(t)
+				for _, l := range tc.links {
+					mk(t, dir, strings.ReplaceAll(l, "OUT", outside))
 				}
+				mk(t, outside, "victim=keep")
+				var err error
 				want := op + " " + filepath.Join(dir, tc.path)
-				if op == "remove" {
+				switch op {
+				case "write":
+					err = r.WriteFile(tc.path, []byte("x"), 0o644)
+				case "symlink":
+					err = r.Symlink(tc.path, "/etc/systemd/system/nicpersist.service")
+				case "remove":
+					err = r.Remove(filepath.Dir(tc.path) + "/victim")
 					want = "remove " + filepath.Join(dir, filepath.Dir(tc.path), "victim")
 				}
-				if !strings.HasPrefix(err.Error(), want+": ") || !strings.HasSuffix(err.Error(), escapeMsg+dir) {
-					t.Errorf("%s: message %q, want %q...%q", op, err, want, escapeMsg+dir)
+				if err == nil {
+					t.Errorf("%s through a link out of the root succeeded", op)
+				} else {
+					if !strings.HasPrefix(err.Error(), want+": ") || !strings.HasSuffix(err.Error(), escapeMsg+dir) {
+						t.Errorf("%s: message %q, want %q...%q", op, err, want, escapeMsg+dir)
+					}
+					if !errors.Is(err, ErrOutsideRoot) {
+						t.Errorf("%s: errors.Is(%q, ErrOutsideRoot) is false", op, err)
+					}
 				}
-				if !errors.Is(err, ErrOutsideRoot) {
-					t.Errorf("%s: errors.Is(%q, ErrOutsideRoot) is false", op, err)
+				entries, rerr := os.ReadDir(outside)
+				if rerr != nil {
+					t.Fatal(rerr)
 				}
-			}
-			if entries, _ := os.ReadDir(outside); len(entries) != 1 || content(t, filepath.Join(outside, "victim")) != "keep" {
-				t.Errorf("outside changed: %v", entries)
-			}
-			if _, err := os.Lstat(filepath.Join(dir, "usr/lib/x")); err == nil {
-				t.Error("followed an absolute link")
-			}
-			noTemps(t, filepath.Dir(dir))
-		})
+				if len(entries) != 1 || content(t, filepath.Join(outside, "victim")) != "keep" {
+					t.Errorf("outside changed: %v", entries)
+				}
+				if _, err := os.Lstat(filepath.Join(dir, "usr/lib/x")); err == nil {
+					t.Error("followed an absolute link")
+				}
+				noTemps(t, filepath.Dir(dir))
+			})
+		}
 	}
 }
 
@@ -368,41 +390,56 @@ func TestWriteReplacesLinkNotTarget(t *testing.T) {
 }
 
 func TestWriteOverDirectory(t *testing.T) {
-	r, dir, _ := setup(t)
-	mk(t, dir, "etc/d/keep")
-	for op, err := range map[string]error{
-		"write":   r.WriteFile("etc/d", []byte("x"), 0o644),
-		"symlink": r.Symlink("etc/d", "/x"),
-		"remove":  r.Remove("etc/d"),
-	} {
-		if err == nil || err.Error() != op+" "+filepath.Join(dir, "etc/d")+": is a directory" {
-			t.Errorf("%s: %v", op, err)
-		}
+	ops := map[string]func(r *Root) error{
+		"write":   func(r *Root) error { return r.WriteFile("etc/d", []byte("x"), 0o644) },
+		"symlink": func(r *Root) error { return r.Symlink("etc/d", "/x") },
+		"remove":  func(r *Root) error { return r.Remove("etc/d") },
 	}
-	if !r.Exists("etc/d/keep") {
-		t.Error("directory content lost")
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
+		// A root each: a directory one operation replaced would fail the
+		// next for the wrong reason.
+		t.Run(op, func(t *testing.T) {
+			r, dir, _ := setup(t)
+			mk(t, dir, "etc/d/keep")
+			if err := ops[op](r); err == nil || err.Error() != op+" "+filepath.Join(dir, "etc/d")+": is a directory" {
+				t.Errorf("%s: %v", op, err)
+			}
+			if !r.Exists("etc/d/keep") {
+				t.Error("directory content lost")
+			}
+			noTemps(t, dir)
+		})
 	}
-	noTemps(t, dir)
 }
 
 // A write that cannot even create its directory: the old state stays, no
 // temporary file is left, and the error says which directory.
 func TestWriteUnderAFile(t *testing.T) {
-	r, dir, _ := setup(t)
-	mk(t, dir, "etc/sysconfig=old")
 	for _, name := range []string{"etc/sysconfig/route-eth1", "etc/sysconfig/network-scripts/route-eth1"} {
-		err := r.WriteFile(name, []byte("x"), 0o644)
-		if err == nil || !strings.HasPrefix(err.Error(), "write "+filepath.Join(dir, name)+": ") || !errors.Is(err, syscall.ENOTDIR) {
-			t.Errorf("WriteFile(%s): %v", name, err)
-		}
-		if err := r.Symlink(name, "/x"); err == nil || !errors.Is(err, syscall.ENOTDIR) {
-			t.Errorf("Symlink(%s): %v", name, err)
+		for _, op := range []string{"WriteFile", "Symlink"} {
+			// A root each, so that one call that replaced the file
+			// cannot make the next succeed or fail for another reason.
+			t.Run(op+"/"+name, func(t *testing.T) {
+				r, dir, _ := setup(t)
+				mk(t, dir, "etc/sysconfig=old")
+				switch op {
+				case "WriteFile":
+					err := r.WriteFile(name, []byte("x"), 0o644)
+					if err == nil || !strings.HasPrefix(err.Error(), "write "+filepath.Join(dir, name)+": ") || !errors.Is(err, syscall.ENOTDIR) {
+						t.Errorf("WriteFile(%s): %v", name, err)
+					}
+				case "Symlink":
+					if err := r.Symlink(name, "/x"); err == nil || !errors.Is(err, syscall.ENOTDIR) {
+						t.Errorf("Symlink(%s): %v", name, err)
+					}
+				}
+				if got := content(t, filepath.Join(dir, "etc/sysconfig")); got != "old" {
+					t.Errorf("old file changed: %q", got)
+				}
+				noTemps(t, dir)
+			})
 		}
 	}
-	if got := content(t, filepath.Join(dir, "etc/sysconfig")); got != "old" {
-		t.Errorf("old file changed: %q", got)
-	}
-	noTemps(t, dir)
 }
 
 // A write failing at each step keeps the old file and leaves no temporary file.
@@ -412,7 +449,9 @@ func TestWriteFailureKeepsOldFile(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			r, dir, _ := setup(t)
 			mk(t, dir, "etc/f=old", "etc/l->/old")
-			os.Chmod(filepath.Join(dir, "etc/f"), 0o640)
+			if err := os.Chmod(filepath.Join(dir, "etc/f"), 0o640); err != nil {
+				t.Fatal(err)
+			}
 			r.failpoint = func(s string) error {
 				if s == step {
 					return injected
@@ -424,7 +463,10 @@ func TestWriteFailureKeepsOldFile(t *testing.T) {
 			if err == nil || err.Error() != want || !errors.Is(err, injected) {
 				t.Errorf("WriteFile: %v, want %q", err, want)
 			}
-			fi, _ := os.Stat(filepath.Join(dir, "etc/f"))
+			fi, err := os.Stat(filepath.Join(dir, "etc/f"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if got := content(t, filepath.Join(dir, "etc/f")); got != "old" || fi.Mode().Perm() != 0o640 {
 				t.Errorf("old file changed: %q %v", got, fi.Mode())
 			}
@@ -558,7 +600,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	noTemps(t, dir)
 	// Once there is room again, the write goes through.
-	os.Remove(filepath.Join(dir, "fill"))
+	if err := os.Remove(filepath.Join(dir, "fill")); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.WriteFile("etc/f", make([]byte, 16<<10), 0o644); err != nil {
 		t.Errorf("WriteFile after freeing space: %v", err)
 	}
@@ -590,7 +634,9 @@ func TestRemoveTemps(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "remove "+filepath.Join(dir, "etc/sub/.dir"+tempInfix+"0")+": ") || !errors.Is(err, syscall.EISDIR) {
 		t.Errorf("a directory named like a temporary file: %v", err)
 	}
-	os.RemoveAll(filepath.Join(dir, "etc/sub/.dir"+tempInfix+"0"))
+	if err := os.RemoveAll(filepath.Join(dir, "etc/sub/.dir"+tempInfix+"0")); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.RemoveTemps([]string{"etc/sub/route-eth1", "etc/sub/never-written", "top", "missing/dir/x"}); err != nil {
 		t.Fatal(err)
 	}
