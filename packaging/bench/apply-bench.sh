@@ -1,30 +1,25 @@
 #!/bin/bash
-# Boot-time apply benchmark: the rendered unit's ExecStart, as the packages
-# install it (nicpersist apply start) and as a root without the binary has it
-# (apply.sh start), against the same routes and rules applied as an rc.local
-# does (one `ip` process per object) and as one bare `ip -batch` (the floor).
+# Boot-time apply benchmark: the rendered unit's ExecStart (nicpersist apply
+# start), against the same routes and rules applied as an rc.local does (one
+# `ip` process per object) and as one bare `ip -batch` (the floor).
 #
 #   sudo bash packaging/bench/apply-bench.sh [--sizes "10 100 1000 10000"]
 #        [--runs 5] [--nicpersist BIN] [--no-hyperfine]
 #
 # For each size N it renders a profile of N routes and N/2 rules (four
 # interfaces, max(2, N/100) tables; N=1000 is the issue's 1,000 routes and
-# 500 rules) with --target systemd, once with --apply binary and once with
-# --apply script, and times each variant in a network namespace of its own,
-# made anew (links, addresses, empty tables) before every run and deleted on
-# exit:
-#   apply     ip netns exec NS <ExecStart of the --apply binary unit:
+# 500 rules) with --target systemd and times each variant in a network
+# namespace of its own, made anew (links, addresses, empty tables) before
+# every run and deleted on exit:
+#   apply     ip netns exec NS <the rendered unit's ExecStart:
 #             /usr/bin/nicpersist mapped to BIN, /etc/nicpersist to the root>
-#   apply.sh  ip netns exec NS <ExecStart of the --apply script unit>
 #   rc.local  ip netns exec NS sh rc.local   (ip route add ... / ip rule add ...)
 #   floor     ip netns exec NS ip -batch FILE (the same lines, one process)
-# Both applies get a fresh state directory (--state; NICPERSIST_STATE for
-# apply.sh) on a tmpfs
-# (/dev/shm) as /run is at boot; BIN is built with CGO_ENABLED=0 as the
-# packages build it. Each variant's
-# result is checked (every route and rule is in the kernel) before it is
-# timed. Times are medians over --runs runs (hyperfine when it is installed,
-# else date +%s%N); the rc.local and apply.sh runs of sizes over 2,000
+# The apply gets a fresh state directory (--state) on a tmpfs (/dev/shm) as
+# /run is at boot; BIN is built with CGO_ENABLED=0 as the packages build it.
+# Each variant's result is checked (every route and rule is in the kernel)
+# before it is timed. Times are medians over --runs runs (hyperfine when it
+# is installed, else date +%s%N); the rc.local runs of sizes over 2,000
 # objects are cut to 2, as they take long.
 # Goals (issue #4, at 1,000 routes + 500 rules): rc.local/apply >= 50 and
 # apply/floor <= 1.5.
@@ -141,26 +136,22 @@ timeit() {
 }
 
 printf 'nicpersist apply benchmark: %s, %s links, median of %s runs (%s)\n' "$(uname -r)" "$link_type" "$runs" "${hf:-date +%s%N}"
-printf '%8s %7s %6s %9s %11s %12s %9s %15s %12s %11s %11s\n' objects routes rules apply_ms apply.sh_ms rc.local_ms floor_ms rc.local/apply apply/floor apply_procs script_procs
+printf '%8s %7s %6s %9s %12s %9s %15s %12s %11s\n' objects routes rules apply_ms rc.local_ms floor_ms rc.local/apply apply/floor apply_procs
 summary=""
 prev_objs="" prev_apply=""
 for n in $sizes; do
 	dir="$work/n$n"
 	profile "$n" >"$dir.toml"
-	# exec_start ENGINE: the rendered unit's ExecStart with the paths of
-	# this run.
-	exec_start() {
-		local root="$dir/$1" cmd
-		mkdir -p "$root"
-		"$bin" render --root "$root" --profile "$dir.toml" --target systemd --apply "$1" >/dev/null 2>"$dir.render.err" ||
-			{ cat "$dir.render.err" >&2; exit 1; }
-		cmd=$(sed -n 's/^ExecStart=//p' "$root/etc/systemd/system/nicpersist.service")
-		cmd=${cmd//\/etc\/nicpersist/$root/etc/nicpersist}
-		echo "${cmd//\/usr\/bin\/nicpersist/$bin}"
-	}
-	bin_start=$(exec_start binary)
-	sh_start=$(exec_start script)
-	etc="$dir/binary/etc/nicpersist"
+	# The rendered unit's ExecStart with the paths of this run (the render
+	# warns that the root has no /usr/bin/nicpersist: BIN stands in for it).
+	root="$dir/root"
+	mkdir -p "$root"
+	"$bin" render --root "$root" --profile "$dir.toml" --target systemd >/dev/null 2>"$dir.render.err" ||
+		{ cat "$dir.render.err" >&2; exit 1; }
+	bin_start=$(sed -n 's/^ExecStart=//p' "$root/etc/systemd/system/nicpersist.service")
+	bin_start=${bin_start//\/etc\/nicpersist/$root/etc/nicpersist}
+	bin_start=${bin_start//\/usr\/bin\/nicpersist/$bin}
+	etc="$root/etc/nicpersist"
 	objs=$(cat "$etc"/ip*.batch | grep -c -v -e '^#' -e '^$')
 	routes=$(cat "$etc"/ip*.batch | grep -c '^route ')
 	rules=$((objs - routes))
@@ -173,15 +164,13 @@ for n in $sizes; do
 	# systemd gives the unit its state directory in the environment; the
 	# binary takes it as a flag, which spares an env process here.
 	apply_cmd="ip netns exec $ns $bin_start --state $run/state-apply --wait 10"
-	sh_cmd="ip netns exec $ns env NICPERSIST_STATE=$run/state-sh NICPERSIST_WAIT=10 $sh_start"
 	rc_cmd="ip netns exec $ns sh $dir.rc.local"
 	floor_cmd="ip netns exec $ns ip -batch $dir.floor.batch"
 	# Check that each variant applies every object.
-	for v in apply sh rc floor; do
+	for v in apply rc floor; do
 		bash "$work/reset.sh" "$run/state-$v"
 		case $v in
 		apply) eval "$apply_cmd" ;;
-		sh) eval "$sh_cmd" ;;
 		rc) eval "$rc_cmd" ;;
 		floor) eval "$floor_cmd" ;;
 		esac
@@ -200,19 +189,16 @@ for n in $sizes; do
 		grep -c 'execve(' "$work/strace" || true
 	}
 	ap=$(procs "$run/state-apply" "$apply_cmd")
-	sp=$(procs "$run/state-sh" "$sh_cmd")
 	slow_runs=$runs
 	[ "$objs" -gt 2000 ] && slow_runs=2
 	# shellcheck disable=SC2086
 	a=$(timeit apply "$runs" $apply_cmd)
 	# shellcheck disable=SC2086
-	s=$(timeit sh "$slow_runs" $sh_cmd)
-	# shellcheck disable=SC2086
 	r=$(timeit rc "$slow_runs" $rc_cmd)
 	# shellcheck disable=SC2086
 	f=$(timeit floor "$runs" $floor_cmd)
-	printf '%8d %7d %6d %9.1f %11.1f %12.1f %9.1f %15.1f %12.2f %11s %11s\n' "$objs" "$routes" "$rules" "$a" "$s" "$r" "$f" \
-		"$(awk -v r="$r" -v a="$a" 'BEGIN { print r / a }')" "$(awk -v a="$a" -v f="$f" 'BEGIN { print a / f }')" "$ap" "$sp"
+	printf '%8d %7d %6d %9.1f %12.1f %9.1f %15.1f %12.2f %11s\n' "$objs" "$routes" "$rules" "$a" "$r" "$f" \
+		"$(awk -v r="$r" -v a="$a" 'BEGIN { print r / a }')" "$(awk -v a="$a" -v f="$f" 'BEGIN { print a / f }')" "$ap"
 	if [ -n "$prev_objs" ]; then
 		summary+=$(printf '  %d -> %d objects (x%.0f): apply x%.2f, floor x%.2f\n' "$prev_objs" "$objs" \
 			"$(awk -v a="$objs" -v b="$prev_objs" 'BEGIN { print a / b }')" "$(awk -v a="$a" -v b="$prev_apply" 'BEGIN { print a / b }')" \
@@ -228,4 +214,4 @@ done
 echo "growth of nicpersist apply:"
 printf '%s' "$summary"
 [ -n "${goal:-}" ] && echo "$goal"
-echo "procs: processes each apply starts, itself included (strace -f execve)"
+echo "apply_procs: processes one apply start starts, itself included (strace -f execve)"
