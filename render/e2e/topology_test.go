@@ -31,7 +31,7 @@ const (
 	sshPort    = "22"   // the SSH stand-in on the VM
 )
 
-// topology is the seed's network built in namespaces (see the README, "End-to-end tests"):
+// topology is the seed's network built in namespaces (see TESTING.md, "End-to-end tests"):
 //
 //	client --eth0/eth3-- vm --eth1/lan-- gw1 --wan/g1--+
 //	                         --eth2/lan-- gw2 --wan/g2--+-- inet (server)
