@@ -2,12 +2,12 @@ package apply
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -197,13 +197,31 @@ func stoppedEarly(errlog string, err error) bool {
 	return !strings.HasPrefix(lines[len(lines)-1], "Command failed ")
 }
 
-// stateEqual compares two states as their files would read.
+// stateEqual compares two states as their files would read: an empty
+// list is no list, an empty family no family.
 func stateEqual(a, b State) bool {
-	a.Version, b.Version = StateVersion, StateVersion
-	if a.Empty() || b.Empty() {
-		return a.Empty() == b.Empty()
+	return reflect.DeepEqual(a.normal(), b.normal())
+}
+
+func (s State) normal() State {
+	s = s.clone()
+	s.Version = StateVersion
+	if len(s.Sysctls) == 0 {
+		s.Sysctls = nil
 	}
-	ja, erra := json.Marshal(a)
-	jb, errb := json.Marshal(b)
-	return erra == nil && errb == nil && bytes.Equal(ja, jb)
+	for _, p := range []**FamilyState{&s.IP4, &s.IP6} {
+		if (*p).empty() {
+			*p = nil
+			continue
+		}
+		for _, l := range []*[]string{&(*p).Routes, &(*p).Rules, &(*p).Main, &(*p).RulesPre} {
+			if len(*l) == 0 {
+				*l = nil
+			}
+		}
+		if len((*p).Pre) == 0 {
+			(*p).Pre = nil
+		}
+	}
+	return s
 }

@@ -266,7 +266,7 @@ func (p *planner) preRoutes(f plan.Family, cand []string) ([]PreRoute, error) {
 		return nil, nil
 	}
 	routes, err := p.k.Routes(f, c)
-	if err != nil {
+	if err != nil || len(routes) == 0 {
 		return nil, err
 	}
 	byKey := map[string]string{}
@@ -417,6 +417,9 @@ func concat(a, b []string) []string {
 
 // missing returns the lines of b that are not in a, in b's order.
 func missing(a, b []string) []string {
+	if len(b) == 0 {
+		return nil
+	}
 	in := make(map[string]bool, len(a))
 	for _, l := range a {
 		in[l] = true

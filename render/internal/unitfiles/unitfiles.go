@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -368,16 +369,16 @@ type Rule struct {
 func ParseRule(f plan.Family, args string) (Rule, error) {
 	var r Rule
 	w := strings.Fields(args)
-	seen := map[string]bool{}
+	var seen []string
 	for i := 0; i < len(w); i += 2 {
 		if i+1 >= len(w) {
 			return r, fmt.Errorf("rule: %q has no value", w[i])
 		}
 		k, v := w[i], w[i+1]
-		if seen[k] {
+		if slices.Contains(seen, k) {
 			return r, fmt.Errorf("rule: %q twice", k)
 		}
-		seen[k] = true
+		seen = append(seen, k)
 		var err error
 		switch k {
 		case "priority":
@@ -407,7 +408,7 @@ func ParseRule(f plan.Family, args string) (Rule, error) {
 			return r, fmt.Errorf("rule: %s %q: %v", k, v, err)
 		}
 	}
-	if !seen["priority"] || !seen["table"] {
+	if !slices.Contains(seen, "priority") || !slices.Contains(seen, "table") {
 		return r, fmt.Errorf("rule: %q lacks a priority or a table", args)
 	}
 	return r, nil
