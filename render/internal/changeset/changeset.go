@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
@@ -42,6 +43,7 @@ type Change struct {
 	New    []byte // whole file after; nil when removed
 	Mode   fs.FileMode
 	remove bool // delete the path rather than write New
+	dir    bool // with remove: the path is a directory, removed when empty
 	// pre is the manifest written before anything else: the old entries and
 	// the new ones, so that a render stopped part way leaves no file that
 	// no manifest lists.
@@ -325,6 +327,11 @@ func Write(r *fsroot.Root, changes []Change) error {
 		}
 		var err error
 		switch {
+		case c.dir:
+			// Something may have appeared in it since Uninstall looked: it stays.
+			if err = r.RemoveDir(c.Path); errors.Is(err, syscall.ENOTEMPTY) {
+				err = nil
+			}
 		case c.remove:
 			err = r.Remove(c.Path)
 		case c.Kind == distro.Symlink:
