@@ -75,6 +75,10 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
 	case "version", "--version":
+		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
+			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
+			return ExitOK
+		}
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nicpersist version: unexpected argument %q\n", args[1])
 			return ExitInvalid
