@@ -45,6 +45,7 @@ Usage:
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
+  nicpersist uninstall [--root DIR] [--dry-run] [--json]
   nicpersist version
 
 Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
@@ -71,7 +72,13 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runCheck(args[1:], stdout, stderr)
 	case "apply":
 		return runApply(args[1:], stdout, stderr)
+	case "uninstall":
+		return runUninstall(args[1:], stdout, stderr)
 	case "version", "--version":
+		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
+			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
+			return ExitOK
+		}
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nicpersist version: unexpected argument %q\n", args[1])
 			return ExitInvalid

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
@@ -42,6 +43,7 @@ type Change struct {
 	New    []byte // whole file after; nil when removed
 	Mode   fs.FileMode
 	remove bool // delete the path rather than write New
+	dir    bool // with remove: the path is a directory, removed when empty
 	// pre is the manifest written before anything else: the old entries and
 	// the new ones, so that a render stopped part way leaves no file that
 	// no manifest lists.
@@ -57,7 +59,7 @@ func (c Change) Changed() bool { return c.Status != Unchanged }
 // Compute works out every change without writing. An error means the root
 // holds something nicpersist must not overwrite, or cannot be read.
 func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, error) {
-	old, err := readManifest(r)
+	old, created, err := readManifest(r)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +73,10 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if f.Kind == distro.Block && c.Status == Created {
+			// The file is nicpersist's to remove once its block goes.
+			created[f.Path] = true
 		}
 		changes = append(changes, c)
 	}
@@ -86,7 +92,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 			continue
 		}
 		union = append(union, distro.File{Path: p, Kind: old[p]})
-		c, err := removal(r, p, old[p])
+		c, err := removal(r, p, old[p], false)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -98,7 +104,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	m := manifest(files, profile)
+	m := manifest(files, created, profile)
 	mc, err := change(r, m, true)
 	if err != nil {
 		return nil, err
@@ -108,7 +114,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 	}
 	for _, c := range changes {
 		if c.Changed() {
-			if pre := manifest(union, profile).Data; !bytes.Equal(pre, mc.Old) {
+			if pre := manifest(union, created, profile).Data; !bytes.Equal(pre, mc.Old) {
 				mc.pre = pre
 			}
 			break
@@ -238,8 +244,10 @@ func mergeBlock(cur, block []byte) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// removal undoes what an earlier render owned at path.
-func removal(r *fsroot.Root, path string, k distro.Kind) (*Change, error) {
+// removal undoes what an earlier render owned at path. keepEmpty keeps a
+// block file that holds nothing but whitespace once the block is out, as the
+// user's (an empty route-eth1 the user made stays); otherwise it is removed.
+func removal(r *fsroot.Root, path string, k distro.Kind, keepEmpty bool) (*Change, error) {
 	c := &Change{Path: path, Kind: k, Status: Removed, remove: true}
 	switch k {
 	case distro.Symlink:
@@ -265,7 +273,11 @@ func removal(r *fsroot.Root, path string, k distro.Kind) (*Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path(path), err)
 	}
-	if strings.TrimSpace(string(rest)) != "" {
+	empty := strings.TrimSpace(string(rest)) == ""
+	if bytes.Equal(rest, cur) && (keepEmpty || !empty) {
+		return nil, nil // no block (any more): nothing of nicpersist's is there
+	}
+	if keepEmpty || !empty {
 		fi, _ := r.Lstat(path)
 		c.remove, c.New, c.Status = false, rest, Updated
 		if fi != nil {
@@ -275,7 +287,12 @@ func removal(r *fsroot.Root, path string, k distro.Kind) (*Change, error) {
 	return c, nil
 }
 
+// stripBlock takes the managed block, markers included, out of cur; a file
+// with no marker is returned as is.
 func stripBlock(cur []byte) ([]byte, error) {
+	if !bytes.Contains(cur, []byte(Begin)) && !bytes.Contains(cur, []byte(End)) {
+		return cur, nil
+	}
 	merged, err := mergeBlock(cur, nil)
 	if err != nil {
 		return nil, err
@@ -310,6 +327,11 @@ func Write(r *fsroot.Root, changes []Change) error {
 		}
 		var err error
 		switch {
+		case c.dir:
+			// Something may have appeared in it since Uninstall looked: it stays.
+			if err = r.RemoveDir(c.Path); errors.Is(err, syscall.ENOTEMPTY) {
+				err = nil
+			}
 		case c.remove:
 			err = r.Remove(c.Path)
 		case c.Kind == distro.Symlink:
@@ -324,21 +346,34 @@ func Write(r *fsroot.Root, changes []Change) error {
 	return nil
 }
 
-func manifest(files []distro.File, profile string) distro.File {
+// manifest lists each path as "<kind> <path>". A block file that a render
+// created (it did not exist before) has a second line, "created <path>":
+// uninstall removes it when nothing but the block is in it, and keeps the
+// user's own file otherwise. A reader that does not know "created" skips
+// the line, and a manifest without it reads as "nothing created".
+func manifest(files []distro.File, created map[string]bool, profile string) distro.File {
 	var b strings.Builder
 	b.WriteString(distro.Header(profile))
 	b.WriteString("# What nicpersist owns under this root; a later render removes what it no longer renders.\n")
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s %s\n", f.Kind, f.Path)
+		if f.Kind == distro.Block && created[f.Path] {
+			fmt.Fprintf(&b, "%s %s\n", createdWord, f.Path)
+		}
 	}
 	return distro.File{Path: distro.Manifest, Kind: distro.Owned, Data: []byte(b.String()), Mode: 0o644}
 }
 
-func readManifest(r *fsroot.Root) (map[string]distro.Kind, error) {
-	out := map[string]distro.Kind{}
+// createdWord marks, in the manifest, a block file that nicpersist created.
+const createdWord = "created"
+
+// readManifest returns the paths the manifest lists, and which of its block
+// files nicpersist created.
+func readManifest(r *fsroot.Root) (map[string]distro.Kind, map[string]bool, error) {
+	out, created := map[string]distro.Kind{}, map[string]bool{}
 	data, exists, err := readFile(r, distro.Manifest)
 	if err != nil || !exists {
-		return out, err
+		return out, created, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		kind, path, ok := strings.Cut(line, " ")
@@ -352,9 +387,16 @@ func readManifest(r *fsroot.Root) (map[string]distro.Kind, error) {
 			out[path] = distro.Block
 		case "link":
 			out[path] = distro.Symlink
+		case createdWord:
+			created[path] = true
 		}
 	}
-	return out, nil
+	for p := range created {
+		if out[p] != distro.Block {
+			delete(created, p) // a file or link, or a line without its entry
+		}
+	}
+	return out, created, nil
 }
 
 // validManifestPath keeps a tampered manifest from steering removals to

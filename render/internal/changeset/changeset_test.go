@@ -174,3 +174,55 @@ func TestClearsTemporaryFilesOfOwnedPaths(t *testing.T) {
 		t.Errorf("a file beside no owned path was removed: %v", err)
 	}
 }
+
+const (
+	route1 = distro.ScriptsDir + "/route-eth1"
+	route2 = distro.ScriptsDir + "/route-eth2"
+)
+
+func readManifestText(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, distro.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The manifest says which block files render created, and keeps saying it
+// on later renders (when the file exists by then); a file that was there
+// before is not marked.
+func TestManifestRecordsCreatedBlockFiles(t *testing.T) {
+	r, dir := open(t)
+	writeTree(t, dir, 0o644, map[string]string{route1: "user line\n"})
+	files := []distro.File{
+		{Path: route1, Kind: distro.Block, Data: []byte("r1\n"), Mode: 0o644},
+		{Path: route2, Kind: distro.Block, Data: []byte("r2\n"), Mode: 0o644},
+	}
+	apply(t, r, files)
+	want := "block " + route1 + "\nblock " + route2 + "\ncreated " + route2 + "\n"
+	if m := readManifestText(t, dir); !strings.HasSuffix(m, want) {
+		t.Fatalf("manifest:\n%s\nwant it to end with:\n%s", m, want)
+	}
+	files[1].Data = []byte("r2 changed\n")
+	apply(t, r, files)
+	if m := readManifestText(t, dir); !strings.HasSuffix(m, want) {
+		t.Errorf("second render lost the mark:\n%s", m)
+	}
+	_, created, err := readManifest(r)
+	if err != nil || len(created) != 1 || !created[route2] {
+		t.Errorf("readManifest: created %v, %v", created, err)
+	}
+}
+
+// A "created" line without its block entry, or naming a file or link, is
+// ignored: only block files can be left empty by nicpersist.
+func TestManifestCreatedNeedsBlockEntry(t *testing.T) {
+	r, dir := open(t)
+	writeTree(t, dir, 0o644, map[string]string{distro.Manifest: distro.Header("p") +
+		"file " + distro.SysctlConf + "\ncreated " + distro.SysctlConf + "\ncreated " + route1 + "\nblock " + route2 + "\ncreated " + route2 + "\n"})
+	_, created, err := readManifest(r)
+	if err != nil || len(created) != 1 || !created[route2] {
+		t.Errorf("created %v, %v; want only %s", created, err, route2)
+	}
+}

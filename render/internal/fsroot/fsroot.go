@@ -323,6 +323,34 @@ func (r *Root) Remove(name string) error {
 	return r.syncDir("remove", name)
 }
 
+// RemoveDir removes name when it is an empty directory (never a symbolic
+// link to one); a missing one is not an error. A directory that is not empty
+// stays, and the error says so: errors.Is(err, syscall.ENOTEMPTY).
+func (r *Root) RemoveDir(name string) error {
+	if err := r.check("remove directory", name); err != nil {
+		return err
+	}
+	fi, err := r.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return r.fail("remove directory", name, err)
+	case !fi.IsDir():
+		return r.fail("remove directory", name, syscall.ENOTDIR)
+	}
+	if err := r.root.Remove(name); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if errors.Is(err, syscall.EEXIST) {
+			err = syscall.ENOTEMPTY // rmdir(2) may say either
+		}
+		return r.fail("remove directory", name, err)
+	}
+	return r.syncDir("remove directory", name)
+}
+
 // WriteFile writes data to name atomically with mode perm, creating parent
 // directories (0755). A symbolic link at name is replaced, never written
 // through; a directory there is an error.
@@ -468,8 +496,7 @@ func (r *Root) RemoveTemps(paths []string) error {
 			continue // a missing or unreadable directory holds no temporary file of ours
 		}
 		for _, n := range names {
-			base, _, ok := strings.Cut(strings.TrimPrefix(n, "."), tempInfix)
-			if ok && strings.HasPrefix(n, ".") && bases[base] {
+			if base, ok := TempOf(n); ok && bases[base] {
 				if err := r.Remove(path.Join(dir, n)); err != nil {
 					return err
 				}
@@ -477,6 +504,13 @@ func (r *Root) RemoveTemps(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// TempOf reports whether the directory entry n is a temporary file that
+// WriteFile or Symlink makes for a file named base beside it.
+func TempOf(n string) (base string, ok bool) {
+	base, _, ok = strings.Cut(strings.TrimPrefix(n, "."), tempInfix)
+	return base, ok && strings.HasPrefix(n, ".")
 }
 
 // syncDir makes the last change to name's directory durable.

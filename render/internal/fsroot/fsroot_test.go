@@ -548,6 +548,40 @@ func TestRemove(t *testing.T) {
 	}
 }
 
+func TestRemoveDir(t *testing.T) {
+	r, dir, outside := setup(t)
+	mk(t, outside, "d/")
+	mk(t, dir, "etc/empty/", "etc/full/f", "etc/f", "etc/l->"+outside+"/d", "etc/rel->empty")
+	for _, name := range []string{"etc/empty", "etc/missing", "missing/x"} {
+		if err := r.RemoveDir(name); err != nil {
+			t.Errorf("RemoveDir(%s): %v", name, err)
+		}
+		if r.Exists(name) {
+			t.Errorf("%s still exists", name)
+		}
+	}
+	for name, want := range map[string]error{"etc/full": syscall.ENOTEMPTY, "etc/f": syscall.ENOTDIR, "etc/l": syscall.ENOTDIR, "etc/rel": syscall.ENOTDIR} {
+		if err := r.RemoveDir(name); !errors.Is(err, want) {
+			t.Errorf("RemoveDir(%s) = %v, want %v", name, err, want)
+		}
+		if !r.Exists(name) {
+			t.Errorf("%s removed", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(outside, "d")); err != nil {
+		t.Errorf("link target: %v", err)
+	}
+}
+
+func TestTempOf(t *testing.T) {
+	for n, want := range map[string]string{".links.nicpersist-tmp-0a1b": "links", ".a.b.nicpersist-tmp-": "a.b", "links.nicpersist-tmp-0a": "", ".links": ""} {
+		base, ok := TempOf(n)
+		if ok != (want != "") || base != want && ok {
+			t.Errorf("TempOf(%q) = %q, %v; want %q", n, base, ok, want)
+		}
+	}
+}
+
 func umask() fs.FileMode {
 	m := syscall.Umask(0)
 	syscall.Umask(m)
