@@ -26,7 +26,7 @@ func need(t *testing.T, tools ...string) {
 	if os.Getenv("NICPERSIST_E2E") == "1" {
 		t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", strings.Join(why, "; "))
 	}
-	t.Skipf("skipping: %s (apt-get install ansible-core, as .ci/run does)", strings.Join(why, "; "))
+	t.Skipf("skipping: %s (apt-get install ansible-core cloud-init, as .ci/run does)", strings.Join(why, "; "))
 }
 
 // repoRoot is the repository's top directory (this package is packaging/deploytest).
