@@ -331,9 +331,7 @@ func printPlan(w io.Writer, p *plan.Plan) {
 	}
 	if section("nat", len(p.NAT)) {
 		for _, n := range p.NAT {
-			cmd := map[plan.Family]string{plan.V4: "iptables", plan.V6: "ip6tables"}[n.Family]
-			rule := distro.NATRule(n)
-			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", cmd, rule, n.Origin)
+			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", n.Family.IPTables(), distro.NATRule(n), n.Origin)
 		}
 	}
 	if section("sysctls", len(p.Sysctls)) {

@@ -225,12 +225,12 @@ func ifcfgFiles(p *plan.Plan, legacy bool) []File {
 		if r.IsMainDefault() {
 			continue
 		}
-		add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "route", plan.V6: "route6"}[r.Family], r.Dev), r.Args())
+		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), r.Dev), r.Args())
 	}
 	if legacy {
 		for _, r := range p.Rules {
 			if home := ruleHome(p, r); home != "" {
-				add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "rule", plan.V6: "rule6"}[r.Family], home), r.Args())
+				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), home), r.Args())
 			}
 		}
 	}

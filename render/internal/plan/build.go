@@ -160,10 +160,10 @@ func (b *builder) interfaces(pr *profile.Profile) {
 			}
 		}
 		for _, f := range []Family{V4, V6} {
-			ak, gk := p+".address", p+".gateway"
+			ak, gk := p+".address"+f.Suffix(), p+".gateway"+f.Suffix()
 			ao, gwo := in.Address, in.Gateway
 			if f == V6 {
-				ak, gk, ao, gwo = p+".address6", p+".gateway6", in.Address6, in.Gateway6
+				ao, gwo = in.Address6, in.Gateway6
 			}
 			if s, ok := b.c.str(ak, ao); ok {
 				if pfx, ok := b.c.ifAddress(ak, s, f); ok {
@@ -175,9 +175,9 @@ func (b *builder) interfaces(pr *profile.Profile) {
 				switch {
 				case !ok:
 				case familyOf(g) != f:
-					b.c.p.Errorf(gk, "%s is %s; this key takes an %s gateway", s, famName(familyOf(g)), famName(f))
+					b.c.p.Errorf(gk, "%s is %s; this key takes an %s gateway", s, familyOf(g), f)
 				case !ao.Set:
-					b.c.p.Errorf(gk, "needs the interface's %s so the gateway can be checked against its subnet", map[Family]string{V4: "address", V6: "address6"}[f])
+					b.c.p.Errorf(gk, "needs the interface's address%s so the gateway can be checked against its subnet", f.Suffix())
 				case !it.has(f):
 					// the address is already reported
 				case f == V6 && g.IsLinkLocalUnicast():
@@ -217,7 +217,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 				continue
 			}
 			if first != nil {
-				b.c.p.Errorf(it.path+".default_route", "%s already has default_route for %s (%s); only one interface per family can hold the main default route", first.name, famName(f), first.path)
+				b.c.p.Errorf(it.path+".default_route", "%s already has default_route for %s (%s); only one interface per family can hold the main default route", first.name, f, first.path)
 				continue
 			}
 			first = it
@@ -363,7 +363,7 @@ func (b *builder) expandInterfaces() {
 				origin := it.path + ".reply_via_self"
 				b.p.Routes = append(b.p.Routes,
 					Route{Family: f, To: it.addr[f].Masked(), Dev: it.name, Table: it.table, Origin: origin},
-					Route{Family: f, To: netip.PrefixFrom(zero(f), 0), Via: it.gw[f], Dev: it.name, Table: it.table, Origin: origin})
+					Route{Family: f, To: f.Default(), Via: it.gw[f], Dev: it.name, Table: it.table, Origin: origin})
 				if prio == 0 {
 					prio = b.priority(origin, f, 0)
 				} else {
@@ -378,7 +378,7 @@ func (b *builder) expandInterfaces() {
 				if !it.gw[f].IsValid() {
 					continue
 				}
-				r := Route{Family: f, To: netip.PrefixFrom(zero(f), 0), Via: it.gw[f], Dev: it.name, Table: TableMain, Origin: it.path + ".default_route"}
+				r := Route{Family: f, To: f.Default(), Via: it.gw[f], Dev: it.name, Table: TableMain, Origin: it.path + ".default_route"}
 				if f == V6 {
 					// Metric 1 wins over router advertisements (1024) and
 					// NetworkManager (100+) without displacing them.
@@ -388,13 +388,6 @@ func (b *builder) expandInterfaces() {
 			}
 		}
 	}
-}
-
-func zero(f Family) netip.Addr {
-	if f == V4 {
-		return netip.IPv4Unspecified()
-	}
-	return netip.IPv6Unspecified()
 }
 
 // resolveTable reads a table given by name or id.
@@ -527,7 +520,7 @@ func (b *builder) routes(pr *profile.Profile) {
 			if v, vok := b.c.addr(p+".via", s); vok {
 				r.Via = v
 				if r.Family != 0 && familyOf(v) != r.Family {
-					b.c.p.Errorf(p+".via", "%s is %s but to = %q is %s", s, famName(familyOf(v)), to, famName(r.Family))
+					b.c.p.Errorf(p+".via", "%s is %s but to = %q is %s", s, familyOf(v), to, r.Family)
 					ok = false
 				}
 				r.Family = familyOf(v)
@@ -541,7 +534,7 @@ func (b *builder) routes(pr *profile.Profile) {
 			r.Family = V4
 		}
 		if ok && to == "default" {
-			r.To = netip.PrefixFrom(zero(r.Family), 0)
+			r.To = r.Family.Default()
 		}
 		var dev *iface
 		if s, set := b.c.str(p+".dev", in.Dev); set {
@@ -568,7 +561,7 @@ func (b *builder) routes(pr *profile.Profile) {
 		if ok && dev != nil && r.Via.IsValid() && !(r.Family == V6 && r.Via.IsLinkLocalUnicast()) {
 			switch {
 			case !dev.has(r.Family):
-				b.c.p.Errorf(p+".via", "%s is %s but interface %s has no %s address in the profile; add it so the gateway can be checked", r.Via, famName(r.Family), dev.name, famName(r.Family))
+				b.c.p.Errorf(p+".via", "%s is %s but interface %s has no %s address in the profile; add it so the gateway can be checked", r.Via, r.Family, dev.name, r.Family)
 				ok = false
 			case !dev.addr[r.Family].Masked().Contains(r.Via):
 				b.c.p.Errorf(p+".via", "%s is not inside %s (the subnet of %s)", r.Via, dev.addr[r.Family].Masked(), dev.name)
@@ -746,7 +739,7 @@ func (b *builder) nat(pr *profile.Profile) {
 		case tset:
 			if a, aok := b.c.addr(p+".to_source", to); aok {
 				if n.Family != 0 && familyOf(a) != n.Family {
-					b.c.p.Errorf(p+".to_source", "%s is %s but source is %s", to, famName(familyOf(a)), famName(n.Family))
+					b.c.p.Errorf(p+".to_source", "%s is %s but source is %s", to, familyOf(a), n.Family)
 					ok = false
 				}
 				n.ToSource, n.Family = a, familyOf(a)

@@ -93,20 +93,6 @@ func (c checker) ifName(path, s string) bool {
 	return false
 }
 
-func familyOf(a netip.Addr) Family {
-	if a.Is4() {
-		return V4
-	}
-	return V6
-}
-
-func famName(f Family) string {
-	if f == V4 {
-		return "IPv4"
-	}
-	return "IPv6"
-}
-
 // unicast refuses addresses that are never a host's or a gateway's.
 func unicast(a netip.Addr) string {
 	switch {
@@ -126,14 +112,22 @@ func unicast(a netip.Addr) string {
 	return ""
 }
 
+// example is an interface address to show in messages.
+func (f Family) example() string {
+	if f == V6 {
+		return "2001:db8:1::5/64"
+	}
+	return "172.22.5.68/27"
+}
+
 // ifAddress reads an interface address in CIDR form of the wanted family.
 func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		if a, aerr := netip.ParseAddr(s); aerr == nil {
-			c.p.Errorf(path, "%q needs a prefix length, e.g. %q", s, a.String()+map[bool]string{true: "/24", false: "/64"}[a.Is4()])
+			c.p.Errorf(path, "%q needs a prefix length, e.g. %q", s, a.String()+"/"+strconv.Itoa(familyOf(a).SubnetBits()))
 		} else {
-			c.p.Errorf(path, "%q is not an address in CIDR form (%s)", s, map[Family]string{V4: "e.g. 172.22.5.68/27", V6: "e.g. 2001:db8:1::5/64"}[want])
+			c.p.Errorf(path, "%q is not an address in CIDR form (e.g. %s)", s, want.example())
 		}
 		return netip.Prefix{}, false
 	}
@@ -143,14 +137,13 @@ func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	if familyOf(a) != want {
-		other := map[Family]string{V4: "address", V6: "address6"}[familyOf(a)]
-		c.p.Errorf(path, "%s is %s; put it in %s", s, famName(familyOf(a)), other)
+		c.p.Errorf(path, "%s is %s; put it in address%s", s, familyOf(a), familyOf(a).Suffix())
 		return netip.Prefix{}, false
 	}
 	if p.Bits() == 0 {
 		// Every address would be on-link, and the subnet route would be
 		// the default route itself (reply_via_self would make it twice).
-		c.p.Errorf(path, "%s has prefix length 0, which puts every address on the link; give the subnet's prefix length, e.g. %s", s, netip.PrefixFrom(a, map[bool]int{true: 24, false: 64}[a.Is4()]))
+		c.p.Errorf(path, "%s has prefix length 0, which puts every address on the link; give the subnet's prefix length, e.g. %s", s, netip.PrefixFrom(a, familyOf(a).SubnetBits()))
 		return netip.Prefix{}, false
 	}
 	if what := notHostOf(a, p); what != "" {
