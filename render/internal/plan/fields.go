@@ -237,6 +237,34 @@ func (c checker) fwmark(path string, s profile.Scalar) (string, bool) {
 	return strings.Join(out, "/"), true
 }
 
+// nextHop checks gw as the router on a link whose address is link: inside
+// its subnet, and neither the link's own address nor the subnet's network or
+// broadcast address. An IPv6 link-local router needs no subnet: fe80::/64 is
+// on every link. shown is gw as the profile wrote it. dev names the link when
+// gw is a route's via; it is "" for an interface's own gateway, which is
+// checked only once the interface's address is known good.
+func (c checker) nextHop(path, shown string, gw netip.Addr, link netip.Prefix, dev string) bool {
+	subnet, in, self := link.Masked(), "", "the interface's own address"
+	if dev != "" {
+		in, self = " (the subnet of "+dev+")", "the address of "+dev+" itself"
+	}
+	switch {
+	case gw.Is6() && gw.IsLinkLocalUnicast():
+		return true
+	case !link.IsValid():
+		c.p.Errorf(path, "%s is %s but interface %s has no %s address in the profile; add it so the gateway can be checked", gw, familyOf(gw), dev, familyOf(gw))
+	case !subnet.Contains(gw):
+		c.p.Errorf(path, "%s is not inside %s%s", shown, subnet, in)
+	case gw == link.Addr():
+		c.p.Errorf(path, "%s is %s; give the router's address", shown, self)
+	case notHostOf(gw, link) != "":
+		c.p.Errorf(path, "%s is the %s address of %s; give the router's address", gw, notHostOf(gw, link), subnet)
+	default:
+		return true
+	}
+	return false
+}
+
 // notHostOf says why a is no host's address in subnet p: it is the
 // "network" or "broadcast" address of an IPv4 subnet with room for hosts
 // (else "").

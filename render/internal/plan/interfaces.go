@@ -59,15 +59,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 					b.c.p.Errorf(gk, "needs the interface's address%s so the gateway can be checked against its subnet", f.Suffix())
 				case !it.has(f):
 					// the address is already reported
-				case f == V6 && g.IsLinkLocalUnicast():
-					it.gw[f] = g
-				case !it.addr[f].Masked().Contains(g):
-					b.c.p.Errorf(gk, "%s is not inside %s", s, it.addr[f].Masked())
-				case g == it.addr[f].Addr():
-					b.c.p.Errorf(gk, "%s is the interface's own address; give the router's address", s)
-				case notHostOf(g, it.addr[f]) != "":
-					b.c.p.Errorf(gk, "%s is the %s address of %s; give the router's address", g, notHostOf(g, it.addr[f]), it.addr[f].Masked())
-				default:
+				case b.c.nextHop(gk, s, g, it.addr[f], ""):
 					it.gw[f] = g
 				}
 			}

@@ -89,21 +89,8 @@ func (b *builder) routes(pr *profile.Profile) {
 			b.c.p.Errorf(p+".dev", "is missing; a route without via needs dev")
 			ok = false
 		}
-		if ok && dev != nil && r.Via.IsValid() && !(r.Family == V6 && r.Via.IsLinkLocalUnicast()) {
-			switch {
-			case !dev.has(r.Family):
-				b.c.p.Errorf(p+".via", "%s is %s but interface %s has no %s address in the profile; add it so the gateway can be checked", r.Via, r.Family, dev.name, r.Family)
-				ok = false
-			case !dev.addr[r.Family].Masked().Contains(r.Via):
-				b.c.p.Errorf(p+".via", "%s is not inside %s (the subnet of %s)", r.Via, dev.addr[r.Family].Masked(), dev.name)
-				ok = false
-			case r.Via == dev.addr[r.Family].Addr():
-				b.c.p.Errorf(p+".via", "%s is the address of %s itself; give the router's address", r.Via, dev.name)
-				ok = false
-			case notHostOf(r.Via, dev.addr[r.Family]) != "":
-				b.c.p.Errorf(p+".via", "%s is the %s address of %s; give the router's address", r.Via, notHostOf(r.Via, dev.addr[r.Family]), dev.addr[r.Family].Masked())
-				ok = false
-			}
+		if ok && dev != nil && r.Via.IsValid() {
+			ok = b.c.nextHop(p+".via", r.Via.String(), r.Via, dev.addr[r.Family], dev.name)
 		}
 		if t, tok := b.resolveTable(p+".table", in.Table); tok {
 			r.Table = t
