@@ -176,13 +176,7 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 	}
 	if l.problems.HasErrors() {
 		root.Close()
-		n := 0
-		for _, p := range l.problems.Items {
-			if p.Severity == diag.Error {
-				n++
-			}
-		}
-		fmt.Fprintf(stderr, "nicpersist: %d error(s) in %s; nothing written\n", n, l.name)
+		fmt.Fprintf(stderr, "nicpersist: %d error(s) in %s; nothing written\n", l.problems.ErrorsSince(0), l.name)
 		return nil, ExitInvalid
 	}
 	return l, 0

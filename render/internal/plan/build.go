@@ -78,6 +78,15 @@ func (b *builder) version(pr *profile.Profile) {
 	}
 }
 
+// object starts reading one profile object; sound says whether no error was
+// reported since. An object with an error stays out of the plan, so that
+// nothing built on it (a duplicate check, a rule's family) reports a second,
+// confusing problem.
+func (b *builder) object() (sound func() bool) {
+	mark := len(b.c.p.Items)
+	return func() bool { return b.c.p.ErrorsSince(mark) == 0 }
+}
+
 func joinOr(s []string) string {
 	switch len(s) {
 	case 0:

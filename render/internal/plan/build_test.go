@@ -207,3 +207,31 @@ dev = "b"
 		t.Errorf("routes:\n%s\nwant\n%s", strings.Join(got, "\n"), want)
 	}
 }
+
+// An object with an error stays out of the plan, so nothing built on it
+// reports a second problem: two routes with a malformed `to` and a good dev
+// are not also "the same route twice".
+func TestBrokenObjectStaysOut(t *testing.T) {
+	_, probs := build(t, `version = 1
+[[interface]]
+name = "a"
+address = "10.0.0.2/24"
+[[route]]
+to = "bogus"
+dev = "a"
+[[route]]
+to = "bogus2"
+dev = "a"
+`)
+	var got []string
+	for _, pr := range probs {
+		got = append(got, pr.String())
+	}
+	want := []string{
+		`p.toml:6: route[0].to: "bogus" is not an address or a network in CIDR form (e.g. "10.10.0.0/16")`,
+		`p.toml:9: route[1].to: "bogus2" is not an address or a network in CIDR form (e.g. "10.10.0.0/16")`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -10,14 +10,17 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
-// Field readers: each checks one leaf, reports what is wrong at its path and
-// returns ok=false so callers can skip what depends on it.
+// Field readers: each checks one leaf, reports what is wrong at its path,
+// and returns whether the value is usable: given, of the right type and
+// valid. That one flag is all a caller reads. Whether the user gave the key
+// at all is the leaf's Set, for "is missing" messages; whether anything in an
+// object was wrong is whether an error was reported while reading it (see
+// builder.object), which keeps the object, and what would be built on it,
+// out of the plan.
 
 type checker struct {
 	p *diag.List
 }
-
-// typeName names a TOML value's type the way the TOML spec does.
 
 func (c checker) str(path string, o profile.Opt[string]) (string, bool) {
 	if o.Bad != nil {

@@ -27,10 +27,10 @@ func (b *builder) interfaces(pr *profile.Profile) {
 	for i, in := range pr.Interfaces {
 		p := fmt.Sprintf("interface[%d]", i)
 		it := &iface{path: p}
-		name, set := b.c.str(p+".name", in.Name)
-		if !set && in.Name.Bad == nil {
+		name, ok := b.c.str(p+".name", in.Name)
+		if !in.Name.Set {
 			b.c.p.Errorf(p+".name", "is missing; every [[interface]] needs name = \"<ifname>\"")
-		} else if set && b.c.ifName(p+".name", name) {
+		} else if ok && b.c.ifName(p+".name", name) {
 			if prev, dup := b.byName[name]; dup {
 				b.c.p.Errorf(p+".name", "%q is already described by %s; merge the two [[interface]] entries", name, prev.path)
 			} else {
@@ -73,7 +73,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 				it.table, it.tableSet = id, true
 			}
 		}
-		if it.reply && !it.gw[V4].IsValid() && !it.gw[V6].IsValid() && in.Gateway.Bad == nil && in.Gateway6.Bad == nil && !in.Gateway.Set && !in.Gateway6.Set {
+		if it.reply && !in.Gateway.Set && !in.Gateway6.Set {
 			b.c.p.Errorf(p+".reply_via_self", "needs a gateway (or gateway6): replies leave through the interface's own table, whose default route goes via that gateway")
 		}
 		if it.def && !in.Gateway.Set && !in.Gateway6.Set {

@@ -9,63 +9,45 @@ import (
 func (b *builder) nat(pr *profile.Profile) {
 	for i, in := range pr.NAT {
 		p := fmt.Sprintf("nat[%d]", i)
-		ok := true
-		n := NAT{Origin: p, Family: 0}
+		sound := b.object()
+		n := NAT{Origin: p}
 		var out *iface
-		if s, set := b.c.str(p+".out_interface", in.OutInterface); set {
+		if s, ok := b.c.str(p+".out_interface", in.OutInterface); ok {
 			if out, ok = b.ifRef(p+".out_interface", s, false); ok {
 				n.Out = s
 			}
-		} else {
-			if in.OutInterface.Bad == nil {
-				b.c.p.Errorf(p+".out_interface", "is missing; name the interface whose outgoing traffic is translated")
-			}
-			ok = false
+		} else if !in.OutInterface.Set {
+			b.c.p.Errorf(p+".out_interface", "is missing; name the interface whose outgoing traffic is translated")
 		}
-		if s, set := b.c.str(p+".source", in.Source); set {
-			if src, sok := b.c.network(p+".source", s); sok {
+		if s, ok := b.c.str(p+".source", in.Source); ok {
+			if src, ok := b.c.network(p+".source", s); ok {
 				n.Source, n.Family = src, familyOf(src.Addr())
-			} else {
-				ok = false
 			}
-		} else if in.Source.Bad != nil {
-			ok = false
 		}
-		masq, mset := b.c.boolean(p+".masquerade", in.Masquerade)
-		if in.Masquerade.Bad != nil {
-			ok = false
-		}
-		to, tset := b.c.str(p+".to_source", in.ToSource)
-		if in.ToSource.Bad != nil {
-			ok = false
-		}
+		masq, masqOK := b.c.boolean(p+".masquerade", in.Masquerade)
+		to, toOK := b.c.str(p+".to_source", in.ToSource)
 		switch {
-		case masq && tset:
+		case masq && toOK:
 			b.c.p.Errorf(p, "sets both masquerade = true and to_source; keep one")
-			ok = false
-		case tset:
-			if a, aok := b.c.addr(p+".to_source", to); aok {
+		case toOK:
+			if a, ok := b.c.addr(p+".to_source", to); ok {
 				if n.Family != 0 && familyOf(a) != n.Family {
 					b.c.p.Errorf(p+".to_source", "%s is %s but source is %s", to, familyOf(a), n.Family)
-					ok = false
 				}
 				n.ToSource, n.Family = a, familyOf(a)
 				if out != nil && (!out.has(n.Family) || out.addr[n.Family].Addr() != a) {
 					b.c.p.Warnf(p+".to_source", "%s is not the profile address of %s; replies come back only if the address is routed to this host", a, out.name)
 				}
-			} else {
-				ok = false
 			}
 		case masq:
 			n.Masquerade = true
-		case mset || in.Masquerade.Bad == nil:
+		case masqOK || !in.Masquerade.Set: // a mistyped masquerade is already reported
 			b.c.p.Errorf(p, "needs masquerade = true or to_source = \"<address>\"")
-			ok = false
 		}
 		if n.Family == 0 {
 			n.Family = V4
 		}
-		if ok {
+		if sound() {
 			b.p.NAT = append(b.p.NAT, n)
 		}
 	}

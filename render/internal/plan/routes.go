@@ -31,50 +31,43 @@ func (b *builder) routes(pr *profile.Profile) {
 	}
 	for i, in := range pr.Routes {
 		p := fmt.Sprintf("route[%d]", i)
-		ok := true
-		var r Route
-		r.Origin = p
-		to, set := b.c.str(p+".to", in.To)
+		sound := b.object()
+		r := Route{Origin: p}
+		to, toOK := b.c.str(p+".to", in.To)
 		switch {
-		case !set:
-			if in.To.Bad == nil {
-				b.c.p.Errorf(p+".to", "is missing; give a network in CIDR form or \"default\"")
-			}
-			ok = false
-		case to == "default":
+		case !in.To.Set:
+			b.c.p.Errorf(p+".to", "is missing; give a network in CIDR form or \"default\"")
+		case !toOK, to == "default":
 		default:
-			if r.To, ok = b.c.network(p+".to", to); ok {
-				r.Family = familyOf(r.To.Addr())
+			if n, ok := b.c.network(p+".to", to); ok {
+				r.To, r.Family = n, familyOf(n.Addr())
 			}
 		}
-		if s, set := b.c.str(p+".via", in.Via); set {
-			if v, vok := b.c.addr(p+".via", s); vok {
+		if s, ok := b.c.str(p+".via", in.Via); ok {
+			if v, ok := b.c.addr(p+".via", s); ok {
 				r.Via = v
 				if r.Family != 0 && familyOf(v) != r.Family {
 					b.c.p.Errorf(p+".via", "%s is %s but to = %q is %s", s, familyOf(v), to, r.Family)
-					ok = false
 				}
 				r.Family = familyOf(v)
-			} else {
-				ok = false
 			}
-		} else if in.Via.Bad != nil {
-			ok = false
 		}
 		if r.Family == 0 {
 			r.Family = V4
 		}
-		if ok && to == "default" {
+		if to == "default" {
 			r.To = r.Family.Default()
 		}
 		var dev *iface
-		if s, set := b.c.str(p+".dev", in.Dev); set {
-			if dev, ok = b.ifRef(p+".dev", s, false); ok {
+		s, devOK := b.c.str(p+".dev", in.Dev)
+		switch {
+		case devOK:
+			if dev, devOK = b.ifRef(p+".dev", s, false); devOK {
 				r.Dev = s
 			}
-		} else if in.Dev.Bad != nil {
-			ok = false
-		} else if r.Via.IsValid() {
+		case in.Dev.Set:
+			// its type is already reported
+		case r.Via.IsValid():
 			for _, it := range b.ifaces {
 				if it.has(r.Family) && it.addr[r.Family].Masked().Contains(r.Via) {
 					dev, r.Dev = it, it.name
@@ -83,26 +76,20 @@ func (b *builder) routes(pr *profile.Profile) {
 			}
 			if dev == nil {
 				b.c.p.Errorf(p+".dev", "is missing and no interface's subnet contains via = %s; set dev", r.Via)
-				ok = false
 			}
-		} else if ok {
+		case sound():
 			b.c.p.Errorf(p+".dev", "is missing; a route without via needs dev")
-			ok = false
 		}
-		if ok && dev != nil && r.Via.IsValid() {
-			ok = b.c.nextHop(p+".via", r.Via.String(), r.Via, dev.addr[r.Family], dev.name)
+		if dev != nil && r.Via.IsValid() {
+			b.c.nextHop(p+".via", r.Via.String(), r.Via, dev.addr[r.Family], dev.name)
 		}
-		if t, tok := b.resolveTable(p+".table", in.Table); tok {
+		if t, ok := b.resolveTable(p+".table", in.Table); ok {
 			r.Table = t
-		} else {
-			ok = false
 		}
-		if m, set := b.c.uint32In(p+".metric", in.Metric, 0, 0xffffffff); set {
+		if m, ok := b.c.uint32In(p+".metric", in.Metric, 0, 0xffffffff); ok {
 			r.Metric, r.MetricSet = m, true
-		} else if in.Metric.Set {
-			ok = false
 		}
-		if !ok {
+		if !sound() {
 			continue
 		}
 		k := keyOf(r)

@@ -12,19 +12,22 @@ import (
 func (b *builder) tables(pr *profile.Profile) {
 	for i, t := range pr.Tables {
 		p := fmt.Sprintf("table[%d]", i)
+		sound := b.object()
 		id, idOK := b.c.tableIDIn(p+".id", t.ID)
-		if !t.ID.Set && t.ID.Bad == nil {
+		if !t.ID.Set {
 			b.c.p.Errorf(p+".id", "is missing; every [[table]] needs id = <number>")
 		}
-		name, set := b.c.str(p+".name", t.Name)
-		if !set && t.Name.Bad == nil {
+		name, nameOK := b.c.str(p+".name", t.Name)
+		if !t.Name.Set {
 			b.c.p.Errorf(p+".name", "is missing; every [[table]] needs name = \"<name>\"")
 		}
-		nameOK := set && b.tableName(p+".name", name)
-		if idOK {
-			idOK = b.tableID(p+".id", id)
+		if nameOK {
+			b.tableName(p+".name", name)
 		}
-		if idOK && nameOK {
+		if idOK {
+			b.tableID(p+".id", id)
+		}
+		if sound() {
 			b.names[name] = id
 			b.p.Tables = append(b.p.Tables, Table{ID: id, Name: name, Origin: p})
 		}
