@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/profile"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -133,6 +133,7 @@ type loaded struct {
 	name     string // the profile as rendered files name it
 	plan     *plan.Plan
 	problems *diag.List
+	facts    sysroot.Facts // what the root already holds; read once the profile is good
 }
 
 // load reads and checks the profile. It returns an exit code when the run
@@ -175,77 +176,18 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 		l.plan = plan.Build(d, l.problems)
 	}
 	if l.plan != nil {
-		l.plan.Warnings(systemOf(root), l.problems.Warnf)
+		l.facts = sysroot.Read(root)
+		l.plan.Warnings(l.facts.System, l.problems.Warnf)
 	}
 	for _, p := range l.problems.Sorted() {
 		fmt.Fprintln(stderr, p)
 	}
 	if l.problems.HasErrors() {
 		root.Close()
-		n := 0
-		for _, p := range l.problems.Items {
-			if p.Severity == diag.Error {
-				n++
-			}
-		}
-		fmt.Fprintf(stderr, "nicpersist: %d error(s) in %s; nothing written\n", n, l.name)
+		fmt.Fprintf(stderr, "nicpersist: %d error(s) in %s; nothing written\n", l.problems.ErrorsSince(0), l.name)
 		return nil, ExitInvalid
 	}
 	return l, 0
-}
-
-// systemOf reads the table names and rule priorities that something other
-// than nicpersist already uses under the root.
-func systemOf(r *fsroot.Root) plan.System {
-	var sys plan.System
-	for _, f := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
-		if b, err := r.ReadFile(f); err == nil {
-			sys.ParseRTTables(string(b), "/"+f)
-		}
-	}
-	for _, d := range []string{"etc/iproute2/rt_tables.d", "usr/share/iproute2/rt_tables.d", "usr/lib/iproute2/rt_tables.d"} {
-		names, _ := r.ReadDir(d)
-		for _, n := range names {
-			p := d + "/" + n
-			if p == distro.RTTables || !strings.HasSuffix(n, ".conf") {
-				continue
-			}
-			if b, err := r.ReadFile(p); err == nil {
-				sys.ParseRTTables(string(b), "/"+p)
-			}
-		}
-	}
-	names, _ := r.ReadDir(distro.ScriptsDir)
-	for _, n := range names {
-		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
-			continue
-		}
-		p := distro.ScriptsDir + "/" + n
-		if b, err := r.ReadFile(p); err == nil {
-			sys.ParseRules(userLines(string(b)), "/"+p)
-		}
-	}
-	return sys
-}
-
-// userLines blanks the lines of nicpersist's own managed block, keeping line
-// numbers, so only the user's lines count as collisions.
-func userLines(s string) string {
-	ls := strings.Split(s, "\n")
-	in := false
-	for i, l := range ls {
-		switch {
-		case strings.HasPrefix(l, changeset.Begin):
-			in = true
-			ls[i] = ""
-		case strings.HasPrefix(l, changeset.End):
-			in = false
-			ls[i] = ""
-		case in:
-			ls[i] = ""
-		}
-	}
-	return strings.Join(ls, "\n")
 }
 
 type jsonFile struct {
@@ -280,7 +222,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	choice, err := distro.Detect(l.root, tgt, stack)
+	choice, err := distro.Detect(l.facts, tgt, stack)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
 		return ExitInvalid
@@ -291,11 +233,11 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
 	}
-	warnings := distro.Warnings(l.root, choice, files)
+	warnings := distro.Warnings(l.facts, choice, files)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 	}
-	if w := distro.BinaryWarning(l.root); w != "" {
+	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 		warnings = append(warnings, w)
 	}
@@ -357,7 +299,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	if w := distro.BinaryWarning(l.root); w != "" {
+	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 	}
 	printPlan(stdout, l.plan)
@@ -391,9 +333,7 @@ func printPlan(w io.Writer, p *plan.Plan) {
 	}
 	if section("nat", len(p.NAT)) {
 		for _, n := range p.NAT {
-			cmd := map[plan.Family]string{plan.V4: "iptables", plan.V6: "ip6tables"}[n.Family]
-			rule := unitfiles.NATRule(n)
-			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", cmd, rule, n.Origin)
+			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", n.Family.IPTables(), unitfiles.NATRule(n), n.Origin)
 		}
 	}
 	if section("sysctls", len(p.Sysctls)) {

@@ -93,13 +93,18 @@ func (l *List) Errorf(path, format string, args ...any) { l.add(Error, path, for
 func (l *List) Warnf(path, format string, args ...any) { l.add(Warning, path, format, args...) }
 
 // HasErrors reports whether any problem is an error.
-func (l *List) HasErrors() bool {
-	for _, p := range l.Items {
+func (l *List) HasErrors() bool { return l.ErrorsSince(0) > 0 }
+
+// ErrorsSince counts the errors among the problems after the first n, so a
+// reader of one object can tell whether anything in it was wrong.
+func (l *List) ErrorsSince(n int) int {
+	c := 0
+	for _, p := range l.Items[n:] {
 		if p.Severity == Error {
-			return true
+			c++
 		}
 	}
-	return false
+	return c
 }
 
 // Sorted returns the problems ordered by line, then path, errors first, so

@@ -17,3 +17,23 @@ func TestProblemStringEscapes(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorsSince(t *testing.T) {
+	l := &List{File: "p"}
+	l.Errorf("a", "one")
+	mark := len(l.Items)
+	if n := l.ErrorsSince(mark); n != 0 {
+		t.Errorf("no problem since the mark: %d errors", n)
+	}
+	l.Warnf("b", "only a warning")
+	if n := l.ErrorsSince(mark); n != 0 || !l.HasErrors() {
+		t.Errorf("a warning since the mark: %d errors (HasErrors %v), want 0 (true)", n, l.HasErrors())
+	}
+	l.Errorf("c", "two")
+	if n, all := l.ErrorsSince(mark), l.ErrorsSince(0); n != 1 || all != 2 {
+		t.Errorf("ErrorsSince(mark) = %d, ErrorsSince(0) = %d; want 1 and 2", n, all)
+	}
+	if (&List{}).HasErrors() {
+		t.Error("an empty list has errors")
+	}
+}

@@ -1,90 +1,80 @@
 package distro
 
 import (
-	"io/fs"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 )
 
-type fakeTree map[string]string
-
-func (f fakeTree) ReadFile(n string) ([]byte, error) {
-	if v, ok := f[n]; ok {
-		return []byte(v), nil
-	}
-	return nil, fs.ErrNotExist
-}
-
-func (f fakeTree) Exists(n string) bool {
-	for k := range f {
-		if k == n || strings.HasPrefix(k, n+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-func (f fakeTree) ReadDir(n string) ([]string, error) {
-	seen := map[string]bool{}
-	for k := range f {
-		if rest, ok := strings.CutPrefix(k, n+"/"); ok {
-			seen[strings.Split(rest, "/")[0]] = true
-		}
-	}
-	var out []string
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
 func TestDetect(t *testing.T) {
-	const nmWants = "etc/systemd/system/multi-user.target.wants/NetworkManager.service"
-	const plugin = "usr/lib64/NetworkManager/1.46/libnm-settings-plugin-ifcfg-rh.so"
+	centos7 := map[string]string{"ID": "centos", "VERSION_ID": "7"}
 	for _, c := range []struct {
 		name          string
-		tree          fakeTree
+		facts         sysroot.Facts
 		target, stack string
 		want          string
 	}{
-		{"empty root", fakeTree{}, "auto", "auto", "systemd"},
-		{"debian", fakeTree{"etc/os-release": "ID=debian\n"}, "auto", "auto", "systemd"},
-		{"centos 7 legacy", fakeTree{"etc/os-release": "ID=\"centos\"\nVERSION_ID=\"7\"\n", ScriptsDir + "/ifup-routes": ""}, "auto", "auto", "rhel (network-scripts)"},
-		{"centos 7 with NM", fakeTree{"etc/os-release": "ID=\"centos\"\nVERSION_ID=\"7\"\n", ScriptsDir + "/ifup-routes": "", nmWants: ""}, "auto", "auto", "rhel (networkmanager)"},
-		{"rocky 9", fakeTree{"etc/os-release": "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n", plugin: "", ScriptsDir + "/readme-ifcfg-rh.txt": ""}, "auto", "auto", "rhel (networkmanager)"},
-		{"alma via ID_LIKE", fakeTree{"etc/os-release": "ID=weird\nID_LIKE=\"rhel fedora\"\nVERSION_ID=8\n", ScriptsDir + "/ifcfg-eth0": ""}, "auto", "auto", "rhel (networkmanager)"},
-		{"rhel 10 without plugin", fakeTree{"etc/os-release": "ID=rhel\nVERSION_ID=10.0\n", ScriptsDir + "/x": ""}, "auto", "auto", "systemd"},
-		{"rhel without ifcfg dir", fakeTree{"etc/os-release": "ID=rhel\nVERSION_ID=9.2\n"}, "auto", "auto", "systemd"},
-		{"usr/lib fallback", fakeTree{"usr/lib/os-release": "ID=centos\nVERSION_ID=7\n", ScriptsDir + "/ifup-routes": ""}, "auto", "auto", "rhel (network-scripts)"},
-		{"forced rhel", fakeTree{}, "rhel", "auto", "rhel (network-scripts)"},
-		{"forced stack", fakeTree{}, "rhel", "networkmanager", "rhel (networkmanager)"},
-		{"forced systemd", fakeTree{"etc/os-release": "ID=centos\nVERSION_ID=7\n", ScriptsDir + "/ifup-routes": ""}, "systemd", "auto", "systemd"},
+		{"empty root", sysroot.Facts{}, "auto", "auto", "systemd"},
+		{"debian", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}}, "auto", "auto", "systemd"},
+		{"centos 7 legacy", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "auto", "auto", "rhel (network-scripts)"},
+		{"centos 7 with NM", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true, NetworkManager: true}, "auto", "auto", "rhel (networkmanager)"},
+		{"centos 7 without ifup-routes", sysroot.Facts{OSRelease: centos7, ScriptsDir: true}, "auto", "auto", "rhel (network-scripts)"},
+		{"rocky 9", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "ID_LIKE": "rhel centos fedora", "VERSION_ID": "9.4"}, IfcfgPlugin: true, ScriptsDir: true}, "auto", "auto", "rhel (networkmanager)"},
+		{"rocky 9 plugin without ifcfg dir", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "VERSION_ID": "9.4"}, IfcfgPlugin: true}, "auto", "auto", "rhel (networkmanager)"},
+		{"alma via ID_LIKE", sysroot.Facts{OSRelease: map[string]string{"ID": "weird", "ID_LIKE": "rhel fedora", "VERSION_ID": "8"}, ScriptsDir: true}, "auto", "auto", "rhel (networkmanager)"},
+		{"rhel 10 without plugin", sysroot.Facts{OSRelease: map[string]string{"ID": "rhel", "VERSION_ID": "10.0"}, ScriptsDir: true}, "auto", "auto", "systemd"},
+		{"rhel 10 with plugin", sysroot.Facts{OSRelease: map[string]string{"ID": "rhel", "VERSION_ID": "10.0"}, ScriptsDir: true, IfcfgPlugin: true}, "auto", "auto", "rhel (networkmanager)"},
+		{"rhel without ifcfg dir", sysroot.Facts{OSRelease: map[string]string{"ID": "rhel", "VERSION_ID": "9.2"}}, "auto", "auto", "systemd"},
+		{"forced rhel", sysroot.Facts{}, "rhel", "auto", "rhel (network-scripts)"},
+		{"forced stack", sysroot.Facts{}, "rhel", "networkmanager", "rhel (networkmanager)"},
+		{"forced stack over the root", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, NetworkManager: true}, "rhel", "network-scripts", "rhel (network-scripts)"},
+		{"forced systemd", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "systemd", "auto", "systemd"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := Detect(c.tree, c.target, c.stack)
+			got, err := Detect(c.facts, c.target, c.stack)
 			if err != nil || got.String() != c.want || got.Reason == "" {
 				t.Errorf("Detect = %v (%q), %v; want %s", got, got.Reason, err, c.want)
 			}
 		})
 	}
-	if _, err := Detect(fakeTree{}, "netplan", "auto"); err == nil {
+	if _, err := Detect(sysroot.Facts{}, "netplan", "auto"); err == nil {
 		t.Error("unknown target accepted")
 	}
-	if _, err := Detect(fakeTree{}, "rhel", "ifupdown"); err == nil {
+	if _, err := Detect(sysroot.Facts{}, "rhel", "ifupdown"); err == nil {
 		t.Error("unknown stack accepted")
 	}
 }
 
 func TestBinaryWarning(t *testing.T) {
-	if w := BinaryWarning(fakeTree{"usr/bin/nicpersist": "\x7fELF"}); w != "" {
+	if w := BinaryWarning(sysroot.Facts{Binary: true}); w != "" {
 		t.Errorf("with the binary: %q, want no warning", w)
 	}
-	for _, tr := range []fakeTree{{}, {"usr/local/bin/nicpersist": "x"}} {
-		w := BinaryWarning(tr)
-		if !strings.Contains(w, "/usr/bin/nicpersist is not in the root") || !strings.Contains(w, "fail at boot") {
-			t.Errorf("BinaryWarning(%v) = %q; want it to say the unit fails at boot", tr, w)
+	w := BinaryWarning(sysroot.Facts{})
+	if !strings.Contains(w, "/usr/bin/nicpersist is not in the root") || !strings.Contains(w, "fail at boot") {
+		t.Errorf("BinaryWarning = %q; want it to say the unit fails at boot", w)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	files := []File{
+		{Path: ScriptsDir + "/route-eth1", Kind: Block},
+		{Path: ScriptsDir + "/route6-eth2", Kind: Block},
+		{Path: RTTables, Kind: Owned},
+	}
+	root := sysroot.Facts{RuleFiles: map[string]bool{"rule-eth1": true, "rule6-eth2": true, "rule-eth3": true}}
+	nm := Choice{Target: RHEL, Stack: NetworkManager}
+	got := Warnings(root, nm, files)
+	want := []string{
+		"/etc/sysconfig/network-scripts/rule-eth1 exists: NetworkManager ignores /etc/sysconfig/network-scripts/route-eth1 while a rule file for eth1 exists, so its routes are applied only by nicpersist.service; move the rules into the profile's [[rule]]",
+		"/etc/sysconfig/network-scripts/rule6-eth2 exists: NetworkManager ignores /etc/sysconfig/network-scripts/route6-eth2 while a rule file for eth2 exists, so its routes are applied only by nicpersist.service; move the rules into the profile's [[rule]]",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Warnings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, c := range []Choice{{Target: RHEL, Stack: NetworkScripts}, {Target: Systemd}} {
+		if w := Warnings(root, c, files); len(w) != 0 {
+			t.Errorf("Warnings for %v = %q; only NetworkManager ignores route files", c, w)
 		}
 	}
 }

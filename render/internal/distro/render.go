@@ -23,15 +23,11 @@ const (
 // Paths of the files every target renders.
 const (
 	Dir        = "etc/nicpersist"
-	RTTables   = "etc/iproute2/rt_tables.d/nicpersist.conf"
 	SysctlConf = "etc/sysctl.d/90-nicpersist.conf"
 	UnitName   = "nicpersist.service"
 	UnitPath   = "etc/systemd/system/" + UnitName
 	WantsLink  = "etc/systemd/system/multi-user.target.wants/" + UnitName
 	Manifest   = Dir + "/manifest"
-	ScriptsDir = "etc/sysconfig/network-scripts"
-	// Binary is where the packages install nicpersist; the unit runs it.
-	Binary = "/usr/bin/nicpersist"
 )
 
 // Choice is the target a render writes for, and why it was chosen.
@@ -143,12 +139,12 @@ func ifcfgFiles(p *plan.Plan, legacy bool) []File {
 		if r.IsMainDefault() {
 			continue
 		}
-		add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "route", plan.V6: "route6"}[r.Family], r.Dev), r.Args())
+		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), r.Dev), r.Args())
 	}
 	if legacy {
 		for _, r := range p.Rules {
 			if home := ruleHome(p, r); home != "" {
-				add(fmt.Sprintf("%s/%s-%s", ScriptsDir, map[plan.Family]string{plan.V4: "rule", plan.V6: "rule6"}[r.Family], home), r.Args())
+				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), home), r.Args())
 			}
 		}
 	}
@@ -192,37 +188,4 @@ func ruleHome(p *plan.Plan, r plan.Rule) string {
 		return p.Interfaces[0].Name
 	}
 	return "" // only the unit applies it
-}
-
-// BinaryWarning says when the root lacks the program the unit runs: the
-// files still render (an image may get the package later), but the unit
-// fails at boot until it is there.
-func BinaryWarning(t Tree) string {
-	if t.Exists(strings.TrimPrefix(Binary, "/")) {
-		return ""
-	}
-	return Binary + " is not in the root: " + UnitName + " runs it and will fail at boot until nicpersist is installed there (install the nicpersist package)"
-}
-
-// Warnings are what the root says about the rendered files: the
-// NetworkManager trap of a user's rule-<if> beside the route-<if> nicpersist
-// renders.
-func Warnings(t Tree, c Choice, files []File) []string {
-	if c.Target != RHEL || c.Stack != NetworkManager {
-		return nil
-	}
-	var out []string
-	for _, f := range files {
-		dir, base, _ := strings.Cut(f.Path, ScriptsDir+"/")
-		if dir != "" || !strings.HasPrefix(base, "route") {
-			continue
-		}
-		_, dev, _ := strings.Cut(base, "-")
-		for _, r := range []string{"rule-" + dev, "rule6-" + dev} {
-			if t.Exists(ScriptsDir + "/" + r) {
-				out = append(out, fmt.Sprintf("/%s/%s exists: NetworkManager ignores /%s while a rule file for %s exists, so its routes are applied only by nicpersist.service; move the rules into the profile's [[rule]]", ScriptsDir, r, f.Path, dev))
-			}
-		}
-	}
-	return out
 }

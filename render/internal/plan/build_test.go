@@ -148,6 +148,16 @@ func TestErrors(t *testing.T) {
 		{"host bits", "version = 1\n[[rule]]\nfrom = \"10.0.0.1/8\"\ntable = 254\n", []string{"p.toml:3: rule[0].from: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?"}},
 		{"type", "version = \"1\"\n", []string{"p.toml:1: version: must be the integer 1, not a string"}},
 		{"broadcast gateway", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.5/24\"\ngateway = \"10.0.0.255\"\n", []string{"p.toml:5: interface[0].gateway: 10.0.0.255 is the broadcast address of 10.0.0.0/24; give the router's address"}},
+		{"route via without dev address", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.2/24\"\n[[route]]\nto = \"2001:db8:9::/48\"\nvia = \"2001:db8::1\"\ndev = \"a\"\n",
+			[]string{"p.toml:7: route[0].via: 2001:db8::1 is IPv6 but interface a has no IPv6 address in the profile; add it so the gateway can be checked"}},
+		{"route via own address", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.2/24\"\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.0.2\"\n",
+			[]string{"p.toml:7: route[0].via: 10.0.0.2 is the address of a itself; give the router's address"}},
+		{"route via network address", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.2/24\"\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.0.0\"\ndev = \"a\"\n",
+			[]string{"p.toml:7: route[0].via: 10.0.0.0 is the network address of 10.0.0.0/24; give the router's address"}},
+		{"gateway outside", "version = 1\n[[interface]]\nname = \"a\"\naddress6 = \"2001:db8::2/64\"\ngateway6 = \"2001:DB8:1::1\"\n",
+			[]string{"p.toml:5: interface[0].gateway6: 2001:DB8:1::1 is not inside 2001:db8::/64"}},
+		{"gateway own address", "version = 1\n[[interface]]\nname = \"a\"\naddress = \"10.0.0.2/24\"\ngateway = \"10.0.0.2\"\n",
+			[]string{"p.toml:5: interface[0].gateway: 10.0.0.2 is the interface's own address; give the router's address"}},
 		{"limited broadcast", "version = 1\n[[interface]]\nname = \"a\"\n[[nat]]\nout_interface = \"a\"\nto_source = \"255.255.255.255\"\n", []string{"p.toml:6: nat[0].to_source: 255.255.255.255 is the limited broadcast address"}},
 		{"catch-all from", "version = 1\n[[rule]]\nfrom = \"0.0.0.0/0\"\ntable = \"main\"\n", []string{"p.toml:3: rule[0].from: 0.0.0.0/0 matches every address"}},
 		{"zero mask", "version = 1\n[[rule]]\nfwmark = \"0x1/0x0\"\ntable = \"main\"\n", []string{"p.toml:3: rule[0].fwmark: 0x1/0x0 matches every packet"}},
@@ -169,5 +179,59 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An IPv6 link-local router is on every link, so neither a gateway6 nor a
+// route's via needs the subnet check, nor even the interface's address6.
+func TestLinkLocalNextHop(t *testing.T) {
+	p := mustBuild(t, `version = 1
+[[interface]]
+name = "a"
+address6 = "2001:db8::2/64"
+gateway6 = "fe80::1"
+default_route = true
+[[interface]]
+name = "b"
+address = "10.0.0.2/24"
+[[route]]
+to = "2001:db8:9::/48"
+via = "fe80::2"
+dev = "b"
+`)
+	var got []string
+	for _, r := range p.Routes {
+		got = append(got, r.Args())
+	}
+	if want := "default via fe80::1 dev a metric 1\n2001:db8:9::/48 via fe80::2 dev b"; strings.Join(got, "\n") != want {
+		t.Errorf("routes:\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+// An object with an error stays out of the plan, so nothing built on it
+// reports a second problem: two routes with a malformed `to` and a good dev
+// are not also "the same route twice".
+func TestBrokenObjectStaysOut(t *testing.T) {
+	_, probs := build(t, `version = 1
+[[interface]]
+name = "a"
+address = "10.0.0.2/24"
+[[route]]
+to = "bogus"
+dev = "a"
+[[route]]
+to = "bogus2"
+dev = "a"
+`)
+	var got []string
+	for _, pr := range probs {
+		got = append(got, pr.String())
+	}
+	want := []string{
+		`p.toml:6: route[0].to: "bogus" is not an address or a network in CIDR form (e.g. "10.10.0.0/16")`,
+		`p.toml:9: route[1].to: "bogus2" is not an address or a network in CIDR form (e.g. "10.10.0.0/16")`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

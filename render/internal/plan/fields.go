@@ -10,14 +10,17 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
-// Field readers: each checks one leaf, reports what is wrong at its path and
-// returns ok=false so callers can skip what depends on it.
+// Field readers: each checks one leaf, reports what is wrong at its path,
+// and returns whether the value is usable: given, of the right type and
+// valid. That one flag is all a caller reads. Whether the user gave the key
+// at all is the leaf's Set, for "is missing" messages; whether anything in an
+// object was wrong is whether an error was reported while reading it (see
+// builder.object), which keeps the object, and what would be built on it,
+// out of the plan.
 
 type checker struct {
 	p *diag.List
 }
-
-// typeName names a TOML value's type the way the TOML spec does.
 
 func (c checker) str(path string, o profile.Opt[string]) (string, bool) {
 	if o.Bad != nil {
@@ -93,20 +96,6 @@ func (c checker) ifName(path, s string) bool {
 	return false
 }
 
-func familyOf(a netip.Addr) Family {
-	if a.Is4() {
-		return V4
-	}
-	return V6
-}
-
-func famName(f Family) string {
-	if f == V4 {
-		return "IPv4"
-	}
-	return "IPv6"
-}
-
 // unicast refuses addresses that are never a host's or a gateway's.
 func unicast(a netip.Addr) string {
 	switch {
@@ -126,14 +115,22 @@ func unicast(a netip.Addr) string {
 	return ""
 }
 
+// example is an interface address to show in messages.
+func (f Family) example() string {
+	if f == V6 {
+		return "2001:db8:1::5/64"
+	}
+	return "172.22.5.68/27"
+}
+
 // ifAddress reads an interface address in CIDR form of the wanted family.
 func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		if a, aerr := netip.ParseAddr(s); aerr == nil {
-			c.p.Errorf(path, "%q needs a prefix length, e.g. %q", s, a.String()+map[bool]string{true: "/24", false: "/64"}[a.Is4()])
+			c.p.Errorf(path, "%q needs a prefix length, e.g. %q", s, a.String()+"/"+strconv.Itoa(familyOf(a).SubnetBits()))
 		} else {
-			c.p.Errorf(path, "%q is not an address in CIDR form (%s)", s, map[Family]string{V4: "e.g. 172.22.5.68/27", V6: "e.g. 2001:db8:1::5/64"}[want])
+			c.p.Errorf(path, "%q is not an address in CIDR form (e.g. %s)", s, want.example())
 		}
 		return netip.Prefix{}, false
 	}
@@ -143,14 +140,13 @@ func (c checker) ifAddress(path, s string, want Family) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	if familyOf(a) != want {
-		other := map[Family]string{V4: "address", V6: "address6"}[familyOf(a)]
-		c.p.Errorf(path, "%s is %s; put it in %s", s, famName(familyOf(a)), other)
+		c.p.Errorf(path, "%s is %s; put it in address%s", s, familyOf(a), familyOf(a).Suffix())
 		return netip.Prefix{}, false
 	}
 	if p.Bits() == 0 {
 		// Every address would be on-link, and the subnet route would be
 		// the default route itself (reply_via_self would make it twice).
-		c.p.Errorf(path, "%s has prefix length 0, which puts every address on the link; give the subnet's prefix length, e.g. %s", s, netip.PrefixFrom(a, map[bool]int{true: 24, false: 64}[a.Is4()]))
+		c.p.Errorf(path, "%s has prefix length 0, which puts every address on the link; give the subnet's prefix length, e.g. %s", s, netip.PrefixFrom(a, familyOf(a).SubnetBits()))
 		return netip.Prefix{}, false
 	}
 	if what := notHostOf(a, p); what != "" {
@@ -242,6 +238,34 @@ func (c checker) fwmark(path string, s profile.Scalar) (string, bool) {
 		out = append(out, fmt.Sprintf("0x%x", v))
 	}
 	return strings.Join(out, "/"), true
+}
+
+// nextHop checks gw as the router on a link whose address is link: inside
+// its subnet, and neither the link's own address nor the subnet's network or
+// broadcast address. An IPv6 link-local router needs no subnet: fe80::/64 is
+// on every link. shown is gw as the profile wrote it. dev names the link when
+// gw is a route's via; it is "" for an interface's own gateway, which is
+// checked only once the interface's address is known good.
+func (c checker) nextHop(path, shown string, gw netip.Addr, link netip.Prefix, dev string) bool {
+	subnet, in, self := link.Masked(), "", "the interface's own address"
+	if dev != "" {
+		in, self = " (the subnet of "+dev+")", "the address of "+dev+" itself"
+	}
+	switch {
+	case gw.Is6() && gw.IsLinkLocalUnicast():
+		return true
+	case !link.IsValid():
+		c.p.Errorf(path, "%s is %s but interface %s has no %s address in the profile; add it so the gateway can be checked", gw, familyOf(gw), dev, familyOf(gw))
+	case !subnet.Contains(gw):
+		c.p.Errorf(path, "%s is not inside %s%s", shown, subnet, in)
+	case gw == link.Addr():
+		c.p.Errorf(path, "%s is %s; give the router's address", shown, self)
+	case notHostOf(gw, link) != "":
+		c.p.Errorf(path, "%s is the %s address of %s; give the router's address", gw, notHostOf(gw, link), subnet)
+	default:
+		return true
+	}
+	return false
 }
 
 // notHostOf says why a is no host's address in subnet p: it is the

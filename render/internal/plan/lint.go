@@ -32,7 +32,7 @@ func (b *builder) lintSSH() {
 				continue
 			}
 			b.c.p.Warnf(it.path, "the main %s default route leaves via %s, so replies to connections made to %s (SSH to this interface, say) leave via %s and are dropped; set reply_via_self = true on %s",
-				famName(f), def.name, it.addr[f].Addr(), def.name, it.name)
+				f, def.name, it.addr[f].Addr(), def.name, it.name)
 		}
 	}
 }

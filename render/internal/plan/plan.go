@@ -10,13 +10,56 @@ import (
 	"strings"
 )
 
-// Family is 4 or 6.
+// Family is 4 or 6, as in `ip -4` and `ip -6`.
 type Family int
 
 const (
 	V4 Family = 4
 	V6 Family = 6
 )
+
+// String names the family in messages: "IPv4" or "IPv6".
+func (f Family) String() string {
+	if f == V6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// Suffix tells the IPv6 name of a key or file from the IPv4 one:
+// address/address6, route-<if>/route6-<if>.
+func (f Family) Suffix() string {
+	if f == V6 {
+		return "6"
+	}
+	return ""
+}
+
+// IPTables is the command that holds the family's NAT rules.
+func (f Family) IPTables() string { return "ip" + f.Suffix() + "tables" }
+
+// SubnetBits is the usual prefix length of a subnet, for examples in messages.
+func (f Family) SubnetBits() int {
+	if f == V6 {
+		return 64
+	}
+	return 24
+}
+
+// Default is the destination of the family's default route.
+func (f Family) Default() netip.Prefix {
+	if f == V6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+func familyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return V4
+	}
+	return V6
+}
 
 // Well-known table ids.
 const (

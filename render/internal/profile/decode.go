@@ -44,7 +44,7 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 		line := 0
 		msg := err.Error()
 		if errors.As(err, &pe) {
-			line, msg = pe.Position.Line, pe.Message
+			line, msg = errorLine(string(src), pe.Position), pe.Message
 			if pe.LastKey != "" {
 				msg = fmt.Sprintf("%s (after key %s)", msg, pe.LastKey)
 			}
@@ -77,6 +77,23 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 		reportUnknown(d, k, problems)
 	}
 	return d
+}
+
+// errorLine is the line that holds a syntax error. The decoder counts the
+// newline it stopped at, so a mistake at the end of a line (an unclosed
+// [[interface]) comes out on the next line; the error's byte offset does not.
+func errorLine(src string, p toml.Position) int {
+	// The decoder's offsets start after a byte order mark.
+	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe", "\xfe\xff"} {
+		if strings.HasPrefix(src, bom) {
+			src = src[len(bom):]
+			break
+		}
+	}
+	if p.Start < 0 || p.Start > len(src) {
+		return p.Line
+	}
+	return min(p.Line, 1+strings.Count(src[:p.Start], "\n"))
 }
 
 // structuralHint replaces the decoder's Go type names with the TOML form a

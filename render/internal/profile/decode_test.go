@@ -64,3 +64,33 @@ func TestDecodeProblems(t *testing.T) {
 		}
 	}
 }
+
+// A syntax error is reported on the line that holds it, also when the
+// decoder only notices it at the newline that ends the line.
+func TestSyntaxErrorLine(t *testing.T) {
+	for _, c := range []struct {
+		name, src string
+		line      int
+	}{
+		{"unclosed array of tables", "version = 1\n[[interface]\nname = \"eth1\"\n", 2},
+		{"unclosed table", "version = 1\n\n[sysctl\nip_forward = true\n", 3},
+		{"unclosed table with CRLF", "version = 1\r\n[sysctl\r\nip_forward = true\r\n", 2},
+		{"unclosed table after a byte order mark", "\xef\xbb\xbfversion = 1\n[sysctl\nip_forward = true\n", 2},
+		{"unterminated string", "version = 1\n[[interface]]\nname = \"eth1\ngateway = \"10.0.0.1\"\n", 3},
+		{"missing value", "version = 1\n[sysctl]\nip_forward =\nrp_filter = \"loose\"\n", 3},
+		{"error at end of file", "version = 1\n[[interface]\n", 2},
+		{"error at end of file without newline", "version = 1\n[[interface]", 2},
+		{"missing value at end of file", "version = 1\n[sysctl]\nip_forward =", 3},
+		{"mistake inside a line", "version = 1\n[sysctl]\nip_forward = true false\n", 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &diag.List{File: "p"}
+			if d := Decode([]byte(c.src), l); d != nil {
+				t.Fatalf("decoded %q", c.src)
+			}
+			if len(l.Items) != 1 || l.Items[0].Line != c.line || !strings.Contains(l.Items[0].Msg, "not a valid profile") {
+				t.Errorf("%q: got %v, want one syntax error on line %d", c.src, l.Items, c.line)
+			}
+		})
+	}
+}

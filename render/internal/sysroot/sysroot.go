@@ -1,0 +1,182 @@
+// Package sysroot holds what the root already holds: which distribution and
+// network stack it runs, whether nicpersist's program is installed, and the
+// table ids, table names and rule priorities that something other than
+// nicpersist uses there. It is the one place that reads the existing root, so
+// that choosing a target and warning about the root are decisions over Facts
+// that tests can state without building a tree.
+package sysroot
+
+import (
+	"bufio"
+	"bytes"
+	"strconv"
+	"strings"
+
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+)
+
+// Tree is the read-only view of the root that Read needs.
+type Tree interface {
+	ReadFile(name string) ([]byte, error)
+	Exists(name string) bool
+	ReadDir(name string) ([]string, error)
+}
+
+// Paths under the root that nicpersist reads as well as writes.
+const (
+	// ScriptsDir holds the ifcfg, route- and rule- files of the RHEL stacks.
+	ScriptsDir = "etc/sysconfig/network-scripts"
+	// RTTables is nicpersist's own rt_tables file: its ids are no collision.
+	RTTables = "etc/iproute2/rt_tables.d/nicpersist.conf"
+	// Binary is where the packages install nicpersist; the unit runs it.
+	Binary = "/usr/bin/nicpersist"
+)
+
+// Markers around nicpersist's lines in a file it shares with the user. Read
+// needs them to count only the user's lines as collisions.
+const (
+	Begin = "# BEGIN nicpersist"
+	End   = "# END nicpersist"
+)
+
+// Facts is what Read found under the root.
+type Facts struct {
+	// OSRelease holds the os-release keys, unquoted; empty when the root has
+	// no os-release.
+	OSRelease map[string]string
+	// ScriptsDir says ScriptsDir exists.
+	ScriptsDir bool
+	// IfcfgPlugin says NetworkManager's ifcfg-rh settings plugin is
+	// installed, so NetworkManager reads ifcfg files.
+	IfcfgPlugin bool
+	// NetworkManager says NetworkManager.service is enabled.
+	NetworkManager bool
+	// IfupRoutes says legacy network-scripts' ifup-routes is installed.
+	IfupRoutes bool
+	// Binary says Binary is installed.
+	Binary bool
+	// RuleFiles holds the names of the rule-<if> and rule6-<if> files in
+	// ScriptsDir, whoever wrote them.
+	RuleFiles map[string]bool
+	// System is the numbering that other files under the root already use.
+	System plan.System
+}
+
+// VersionMajor is the major number of os-release's VERSION_ID, 0 when there
+// is none.
+func (f Facts) VersionMajor() int {
+	v := f.OSRelease["VERSION_ID"]
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		v = v[:i]
+	}
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// Read gathers the Facts. What cannot be read counts as absent: the root of
+// an image being built may hold only part of a system.
+func Read(t Tree) Facts {
+	f := Facts{
+		OSRelease:      osRelease(t),
+		ScriptsDir:     t.Exists(ScriptsDir),
+		IfcfgPlugin:    hasIfcfgPlugin(t),
+		NetworkManager: t.Exists("etc/systemd/system/multi-user.target.wants/NetworkManager.service"),
+		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
+		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
+		RuleFiles:      map[string]bool{},
+	}
+	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
+		if b, err := t.ReadFile(p); err == nil {
+			f.System.ParseRTTables(string(b), "/"+p)
+		}
+	}
+	for _, d := range []string{"etc/iproute2/rt_tables.d", "usr/share/iproute2/rt_tables.d", "usr/lib/iproute2/rt_tables.d"} {
+		names, _ := t.ReadDir(d)
+		for _, n := range names {
+			p := d + "/" + n
+			if p == RTTables || !strings.HasSuffix(n, ".conf") {
+				continue
+			}
+			if b, err := t.ReadFile(p); err == nil {
+				f.System.ParseRTTables(string(b), "/"+p)
+			}
+		}
+	}
+	names, _ := t.ReadDir(ScriptsDir)
+	for _, n := range names {
+		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
+			continue
+		}
+		f.RuleFiles[n] = true
+		p := ScriptsDir + "/" + n
+		if b, err := t.ReadFile(p); err == nil {
+			f.System.ParseRules(userLines(string(b)), "/"+p)
+		}
+	}
+	return f
+}
+
+// userLines blanks the lines of nicpersist's own managed block, keeping line
+// numbers, so only the user's lines count as collisions.
+func userLines(s string) string {
+	ls := strings.Split(s, "\n")
+	in := false
+	for i, l := range ls {
+		switch {
+		case strings.HasPrefix(l, Begin):
+			in = true
+			ls[i] = ""
+		case strings.HasPrefix(l, End):
+			in = false
+			ls[i] = ""
+		case in:
+			ls[i] = ""
+		}
+	}
+	return strings.Join(ls, "\n")
+}
+
+func hasIfcfgPlugin(t Tree) bool {
+	for _, lib := range []string{"usr/lib64/NetworkManager", "usr/lib/NetworkManager", "usr/lib/x86_64-linux-gnu/NetworkManager"} {
+		dirs, _ := t.ReadDir(lib)
+		for _, d := range dirs {
+			if strings.HasPrefix(d, "libnm-settings-plugin-ifcfg-rh") {
+				return true
+			}
+			files, _ := t.ReadDir(lib + "/" + d)
+			for _, f := range files {
+				if strings.HasPrefix(f, "libnm-settings-plugin-ifcfg-rh") {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// osRelease reads etc/os-release, falling back to usr/lib/os-release as
+// os-release(5) says.
+func osRelease(t Tree) map[string]string {
+	out := map[string]string{}
+	data, err := t.ReadFile("etc/os-release")
+	if err != nil {
+		if data, err = t.ReadFile("usr/lib/os-release"); err != nil {
+			return out
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if u, err := strconv.Unquote(v); err == nil {
+			v = u
+		} else {
+			v = strings.Trim(v, `"'`)
+		}
+		out[k] = v
+	}
+	return out
+}
