@@ -153,10 +153,7 @@ func dumpRoutes(f plan.Family) ([]kroute, error) {
 			}
 		}
 		if !dst.IsValid() {
-			dst = netip.IPv4Unspecified()
-			if f == plan.V6 {
-				dst = netip.IPv6Unspecified()
-			}
+			dst = f.Default().Addr()
 		}
 		r.dst = netip.PrefixFrom(dst, int(m.Data[1])).Masked()
 		out = append(out, r)

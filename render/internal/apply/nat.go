@@ -58,17 +58,10 @@ func refusesWait(msg string) bool {
 	return false
 }
 
-func natCmd(f plan.Family) string {
-	if f == plan.V6 {
-		return "ip6tables"
-	}
-	return "iptables"
-}
-
 // natRestore restores nicpersist's own chain: the file declares it, so
 // --noflush flushes it first and a re-run replaces rather than appends.
 func (r *executor) natRestore(f plan.Family, rules []byte) error {
-	cmd := natCmd(f)
+	cmd := f.IPTables()
 	if _, err := exec.LookPath(cmd); err != nil {
 		r.logf("%s is not installed", cmd)
 		return err
@@ -82,7 +75,7 @@ func (r *executor) natRestore(f plan.Family, rules []byte) error {
 // natJump jumps to the chain from POSTROUTING once: iptables-restore
 // --noflush would append a second jump on every run, so it is -C || -I.
 func (r *executor) natJump(f plan.Family) error {
-	cmd := natCmd(f)
+	cmd := f.IPTables()
 	if r.xtables(cmd, nil, true, "-t", "nat", "-C", "POSTROUTING", "-j", unitfiles.NATChain) == nil {
 		return nil
 	}
@@ -95,7 +88,7 @@ func (r *executor) natJump(f plan.Family) error {
 // natRemove deletes every jump to the chain, then the chain; what is not
 // there is no error.
 func (r *executor) natRemove(f plan.Family) {
-	cmd := natCmd(f)
+	cmd := f.IPTables()
 	if _, err := exec.LookPath(cmd); err != nil {
 		return
 	}

@@ -41,12 +41,7 @@ const (
 func BatchName(f plan.Family) string { return "ip" + strconv.Itoa(int(f)) + ".batch" }
 
 // NATName is the iptables-restore input of a family.
-func NATName(f plan.Family) string {
-	if f == plan.V6 {
-		return "ip6tables.rules"
-	}
-	return "iptables.rules"
-}
+func NATName(f plan.Family) string { return f.IPTables() + ".rules" }
 
 // Families in the order apply works through them.
 var Families = [...]plan.Family{plan.V4, plan.V6}
@@ -435,10 +430,7 @@ func ParseRoute(f plan.Family, args string) (RouteKey, error) {
 	}
 	var err error
 	if w[0] == "default" {
-		k.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		if f == plan.V6 {
-			k.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-		}
+		k.Dst = f.Default()
 	} else if k.Dst, err = parsePrefix(f, w[0]); err != nil {
 		return k, fmt.Errorf("route: destination %q: %v", w[0], err)
 	}
