@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -65,6 +68,13 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 	if err != nil {
 		return nil, err
 	}
+	dirs, err := readDirs(r)
+	if err != nil {
+		return nil, err
+	}
+	// A directory stays recorded once a render made it, whether or not a
+	// later render still writes in it: uninstall removes it if empty.
+	maps.Copy(dirs, newDirs(r, append(files, distro.File{Path: distro.Manifest})))
 	var changes []Change
 	var errs []error
 	want := map[string]bool{}
@@ -106,7 +116,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	m := manifest(files, created, profile)
+	m := manifest(files, created, dirs, profile)
 	mc, err := change(r, m, true)
 	if err != nil {
 		return nil, err
@@ -116,7 +126,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 	}
 	for _, c := range changes {
 		if c.Changed() {
-			if pre := manifest(union, created, profile).Data; !bytes.Equal(pre, mc.Old) {
+			if pre := manifest(union, created, dirs, profile).Data; !bytes.Equal(pre, mc.Old) {
 				mc.pre = pre
 			}
 			break
@@ -353,10 +363,13 @@ func Write(r *fsroot.Root, changes []Change) error {
 // uninstall removes it when nothing but the block is in it, and keeps the
 // user's own file otherwise. A reader that does not know "created" skips
 // the line, and a manifest without it reads as "nothing created".
-func manifest(files []distro.File, created map[string]bool, profile string) distro.File {
+func manifest(files []distro.File, created, dirs map[string]bool, profile string) distro.File {
 	var b strings.Builder
 	b.WriteString(distro.Header(profile))
 	b.WriteString("# What nicpersist owns under this root; a later render removes what it no longer renders.\n")
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		fmt.Fprintf(&b, "%s %s\n", dirWord, d)
+	}
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s %s\n", f.Kind, f.Path)
 		if f.Kind == distro.Block && created[f.Path] {
@@ -401,10 +414,60 @@ func readManifest(r *fsroot.Root) (map[string]distro.Kind, map[string]bool, erro
 	return out, created, nil
 }
 
+// dirWord marks, in the manifest, a directory that a render created (it
+// did not exist): uninstall removes it when it is empty.
+const dirWord = "dir"
+
+// readDirs returns the directories the manifest says a render created.
+func readDirs(r *fsroot.Root) (map[string]bool, error) {
+	dirs := map[string]bool{}
+	data, exists, err := readFile(r, distro.Manifest)
+	if err != nil || !exists {
+		return dirs, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if kind, p, ok := strings.Cut(line, " "); ok && kind == dirWord && validManifestDir(p) {
+			dirs[p] = true
+		}
+	}
+	return dirs, nil
+}
+
+// newDirs returns the parent directories of files that do not exist yet:
+// those the render will create.
+func newDirs(r *fsroot.Root, files []distro.File) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range files {
+		for d := path.Dir(f.Path); d != "." && d != "/" && !out[d]; d = path.Dir(d) {
+			if _, err := r.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			out[d] = true
+		}
+	}
+	return out
+}
+
+// validManifestDir is a directory some path nicpersist renders lies in.
+func validManifestDir(d string) bool {
+	if d == "" || strings.Contains(d, "..") || strings.HasPrefix(d, "/") {
+		return false
+	}
+	for _, p := range manifestPrefixes {
+		if strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// manifestPrefixes are the beginnings of every path nicpersist renders.
+var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.
 func validManifestPath(p string) bool {
-	for _, prefix := range []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink} {
+	for _, prefix := range manifestPrefixes {
 		if strings.HasPrefix(p, prefix) && !strings.Contains(p, "..") {
 			return true
 		}

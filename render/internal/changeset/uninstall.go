@@ -3,8 +3,11 @@ package changeset
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
@@ -73,8 +76,24 @@ func Uninstall(r *fsroot.Root) ([]Change, error) {
 	mc.sweep = append(append([]string(nil), paths...), distro.Manifest)
 	changes = append(changes, *mc)
 	gone[distro.Manifest] = true
-	if dc := removeDirIfEmpty(r, distro.Dir, gone, mc.sweep); dc != nil {
-		changes = append(changes, *dc)
+	// etc/nicpersist when empty, and then, deepest first, each directory a
+	// render created that nothing else has come to live in.
+	dirs, err := readDirs(r)
+	if err != nil {
+		return changes, err
+	}
+	dirs[distro.Dir] = true
+	order := slices.SortedFunc(maps.Keys(dirs), func(a, b string) int {
+		if c := strings.Count(b, "/") - strings.Count(a, "/"); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	for _, d := range order {
+		if dc := removeDirIfEmpty(r, d, gone, mc.sweep); dc != nil {
+			changes = append(changes, *dc)
+			gone[d] = true
+		}
 	}
 	return changes, nil
 }

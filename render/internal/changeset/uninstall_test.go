@@ -90,10 +90,14 @@ func TestUninstall(t *testing.T) {
 }
 
 // A block file nicpersist created goes when nothing else is in it, and
-// etc/nicpersist goes when it is empty; temporary files a killed render
-// left go with them.
+// etc/nicpersist and the directories a render created go when they are
+// empty; temporary files a killed render left go with them. A directory
+// that was there before the render stays, empty or not.
 func TestUninstallRemovesCreatedFilesAndEmptyDir(t *testing.T) {
 	r, dir := open(t)
+	if err := os.MkdirAll(filepath.Join(dir, "etc/sysconfig"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	apply(t, r, []distro.File{
 		{Path: distro.Dir + "/links", Kind: distro.Owned, Data: []byte(distro.Header("p.toml")), Mode: 0o644},
 		{Path: route2, Kind: distro.Block, Data: []byte("r2\n"), Mode: 0o644},
@@ -103,13 +107,13 @@ func TestUninstallRemovesCreatedFilesAndEmptyDir(t *testing.T) {
 	if s := status(cs); s[route2] != Removed || s[distro.Dir] != Removed {
 		t.Errorf("changes %v", s)
 	}
-	for _, p := range []string{route2, distro.Dir} {
+	for _, p := range []string{route2, distro.Dir, distro.ScriptsDir} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
 			t.Errorf("%s still exists", p)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, distro.ScriptsDir)); err != nil {
-		t.Errorf("a directory other than %s went: %v", distro.Dir, err)
+	if fi, err := os.Stat(filepath.Join(dir, "etc/sysconfig")); err != nil || !fi.IsDir() {
+		t.Errorf("etc/sysconfig, there before the render, went: %v", err)
 	}
 }
 
