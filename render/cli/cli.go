@@ -195,12 +195,66 @@ type jsonFile struct {
 	Status string `json:"status"`
 }
 
+// jsonChanges is what render --json and uninstall --json print alike.
+type jsonChanges struct {
+	Changed bool       `json:"changed"`
+	DryRun  bool       `json:"dry_run,omitempty"`
+	Files   []jsonFile `json:"files"`
+}
+
 type jsonResult struct {
-	Changed  bool       `json:"changed"`
-	Target   string     `json:"target"`
-	DryRun   bool       `json:"dry_run,omitempty"`
-	Files    []jsonFile `json:"files"`
-	Warnings []string   `json:"warnings"`
+	jsonChanges
+	Target   string   `json:"target"`
+	Warnings []string `json:"warnings"`
+}
+
+func newJSONChanges(changes []changeset.Change, dry bool) jsonChanges {
+	res := jsonChanges{DryRun: dry, Files: []jsonFile{}}
+	for _, ch := range changes {
+		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
+		res.Changed = res.Changed || ch.Changed()
+	}
+	return res
+}
+
+func printJSON(stdout io.Writer, v any) {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// printChanges prints a line per changed path (unless the caller printed a
+// diff instead) and "N changed".
+func printChanges(stdout io.Writer, changes []changeset.Change, dry, lines bool) {
+	n := 0
+	for _, ch := range changes {
+		if ch.Changed() {
+			n++
+			if lines {
+				fmt.Fprintf(stdout, "%-9s %s\n", ch.Status, ch.Path)
+			}
+		}
+	}
+	suffix := ""
+	if dry {
+		suffix = " (dry run: nothing written)"
+	}
+	fmt.Fprintf(stdout, "%d changed%s\n", n, suffix)
+}
+
+// write carries the changes out, and says what to do should it stop part
+// way.
+func write(r *fsroot.Root, changes []changeset.Change, verb string, stderr io.Writer) bool {
+	err := changeset.Write(r, changes)
+	if err == nil {
+		return true
+	}
+	hint := "fix the cause above and run it again to finish"
+	if errors.Is(err, fsroot.ErrOutsideRoot) {
+		hint = "replace that symbolic link with a directory under the root, then run it again"
+	}
+	fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the %s stopped part way; each file is whole (old or new); %s\n", err, verb, hint)
+	return false
 }
 
 func runRender(args []string, stdout, stderr io.Writer) int {
@@ -251,39 +305,14 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, ch.Diff())
 		}
 	}
-	if !dry {
-		if err := changeset.Write(l.root, changes); err != nil {
-			hint := "fix the cause above and run it again to finish"
-			if errors.Is(err, fsroot.ErrOutsideRoot) {
-				hint = "replace that symbolic link with a directory under the root, then run it again"
-			}
-			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the render stopped part way; each file is whole (old or new); %s\n", err, hint)
-			return ExitRuntime
-		}
+	if !dry && !write(l.root, changes, "render", stderr) {
+		return ExitRuntime
 	}
-	n := 0
-	res := jsonResult{Target: choice.String(), DryRun: dry, Files: []jsonFile{}, Warnings: append([]string{}, warnings...)}
-	for _, ch := range changes {
-		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
-		if ch.Changed() {
-			n++
-			if !asJSON && !diff {
-				fmt.Fprintf(stdout, "%-9s %s\n", ch.Status, ch.Path)
-			}
-		}
-	}
-	res.Changed = n > 0
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
+		printJSON(stdout, jsonResult{jsonChanges: newJSONChanges(changes, dry), Target: choice.String(), Warnings: append([]string{}, warnings...)})
 		return ExitOK
 	}
-	suffix := ""
-	if dry {
-		suffix = " (dry run: nothing written)"
-	}
-	fmt.Fprintf(stdout, "%d changed%s\n", n, suffix)
+	printChanges(stdout, changes, dry, !diff)
 	return ExitOK
 }
 

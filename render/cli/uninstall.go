@@ -2,8 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,12 +20,6 @@ created it), the enable link, then the manifest. The profile stays.
 It does not touch the running kernel: run "systemctl stop nicpersist" first
 to remove the routes, rules and NAT the unit applied.
 `
-
-type jsonUninstall struct {
-	Changed bool       `json:"changed"`
-	DryRun  bool       `json:"dry_run,omitempty"`
-	Files   []jsonFile `json:"files"`
-}
 
 func runUninstall(args []string, stdout, stderr io.Writer) int {
 	var root string
@@ -61,39 +53,13 @@ func runUninstall(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist: left as is:\n%v\nnicpersist: the manifest stays; fix the above and run uninstall again to finish\n", err)
 		code = ExitRuntime
 	}
-	if !dry {
-		if err := changeset.Write(r, changes); err != nil {
-			hint := "fix the cause above and run it again to finish"
-			if errors.Is(err, fsroot.ErrOutsideRoot) {
-				hint = "replace that symbolic link with a directory under the root, then run it again"
-			}
-			fmt.Fprintf(stderr, "nicpersist: %v\nnicpersist: the uninstall stopped part way; each file is whole (old or new); %s\n", err, hint)
-			return ExitRuntime
-		}
+	if !dry && !write(r, changes, "uninstall", stderr) {
+		return ExitRuntime
 	}
-	n := 0
-	res := jsonUninstall{DryRun: dry, Files: []jsonFile{}}
-	for _, ch := range changes {
-		if !ch.Changed() {
-			continue
-		}
-		n++
-		res.Files = append(res.Files, jsonFile{Path: ch.Path, Status: string(ch.Status)})
-		if !asJSON {
-			fmt.Fprintf(stdout, "%-9s %s\n", ch.Status, ch.Path)
-		}
-	}
-	res.Changed = n > 0
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-		return code
+		printJSON(stdout, newJSONChanges(changes, dry))
+	} else {
+		printChanges(stdout, changes, dry, true)
 	}
-	suffix := ""
-	if dry {
-		suffix = " (dry run: nothing written)"
-	}
-	fmt.Fprintf(stdout, "%d changed%s\n", n, suffix)
 	return code
 }
