@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
 // Fault injection: a render that cannot finish (full disk, read-only root,
@@ -473,7 +474,7 @@ func TestFaultSymlinkOutOfRoot(t *testing.T) {
 // takes is measured on each run, so the moments in time vary with the
 // machine's load, but the sequence of profiles and fractions is the same).
 func TestFaultKill(t *testing.T) {
-	bin := selfAsNicpersist(t)
+	bin := testenv.SelfAsNicpersist(t)
 	fc := newFaultCase(t, 10000, "--target", "rhel", "--rhel-stack", "network-scripts")
 	cleanA, cleanB := fc.clean(t, fc.a, nil), fc.clean(t, fc.b, nil)
 	// A render of a over b writes first a manifest of both (a's, then b's

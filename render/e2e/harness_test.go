@@ -29,29 +29,9 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/testenv"
 )
 
-// TestMain makes this test binary nicpersist itself when it runs under that
-// name, so the rendered unit's `/usr/bin/nicpersist apply ...` runs the code
-// under test, in the namespace, as a separate process as at boot.
-func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "nicpersist" {
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
-
-// selfAsNicpersist returns a path named nicpersist that runs this binary.
-func selfAsNicpersist(t testing.TB) string {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(t.TempDir(), "nicpersist")
-	if err := os.Symlink(self, link); err != nil {
-		t.Fatal(err)
-	}
-	return link
-}
+// TestMain lets the rendered unit's `/usr/bin/nicpersist apply ...` run the
+// code under test, in the namespace, as a separate process as at boot.
+func TestMain(m *testing.M) { testenv.Main(m, cli.Main) }
 
 // Namespaces are named np-e2e-<pid>-<random>-<role>: the pid lets a later run
 // tell its own namespaces from those of a crashed run.
@@ -282,7 +262,7 @@ func readUnit(t testing.TB, root string) unitCommands {
 			case a == "/etc/nicpersist" || strings.HasPrefix(a, "/etc/nicpersist/"):
 				argv[i] = filepath.Join(root, a)
 			case a == distro.Binary:
-				argv[i] = selfAsNicpersist(t)
+				argv[i] = testenv.SelfAsNicpersist(t)
 			}
 		}
 		*dst = append(*dst, argv)

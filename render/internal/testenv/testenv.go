@@ -7,8 +7,10 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -129,4 +131,30 @@ func Sweep(prefix string) {
 		}
 		exec.Command("ip", "netns", "del", e.Name()).Run()
 	}
+}
+
+// Main is a TestMain that makes the test binary nicpersist itself when it
+// runs under that name (through SelfAsNicpersist): a test can then run the
+// code under test as a process of its own (to kill it, or as the rendered
+// unit's /usr/bin/nicpersist), without `go build` and the go tool on PATH.
+func Main(m *testing.M, nicpersist func(args []string, stdout, stderr io.Writer) int) {
+	if filepath.Base(os.Args[0]) == "nicpersist" {
+		os.Exit(nicpersist(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// SelfAsNicpersist returns a path named nicpersist that runs this test
+// binary, which Main turns into nicpersist.
+func SelfAsNicpersist(t testing.TB) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "nicpersist")
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
 }
