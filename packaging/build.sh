@@ -53,6 +53,14 @@ abs_work=$(cd "$work" && pwd)
 (cd packaging/tools && env -u GOOS -u GOARCH CGO_ENABLED=0 go build -o "$abs_work/tools/" \
 	github.com/goreleaser/nfpm/v2/cmd/nfpm github.com/cpuguy83/go-md2man/v2)
 
+# The maintainer scripts, each with the shared part in place of its "#@lib".
+mkdir -p "$work/scripts"
+for s in postinstall preremove postremove; do
+	sed -e '/^#@lib$/{r packaging/scripts/lib.sh' -e 'd}' "packaging/scripts/$s.sh" >"$work/scripts/$s.sh"
+	grep -q '^systemd_running()' "$work/scripts/$s.sh" || { echo "build.sh: $s.sh did not get lib.sh" >&2; exit 1; }
+done
+sed "s|packaging/scripts/|$abs_work/scripts/|" packaging/nfpm.yaml >"$work/nfpm.yaml"
+
 # Debian wants man pages compressed with gzip -9n (no name, no timestamp).
 "$work/tools/go-md2man" -in "$MAN_SRC" -out "$work/nicpersist.8"
 gzip -9n -c "$work/nicpersist.8" >"$work/nicpersist.8.gz"
@@ -66,7 +74,7 @@ for arch in $ARCHES; do
 	cp "$work/nicpersist.8.gz" "$stage/"
 	for fmt in deb rpm; do
 		VERSION=$VERSION GOARCH=$arch STAGE=$stage \
-			"$work/tools/nfpm" package --config packaging/nfpm.yaml --packager "$fmt" --target "$DIST/"
+			"$work/tools/nfpm" package --config "$work/nfpm.yaml" --packager "$fmt" --target "$DIST/"
 	done
 done
 ls -l "$DIST"/*.deb "$DIST"/*.rpm

@@ -27,17 +27,7 @@ root="${DPKG_ROOT:-}"
 nicpersist="$root/usr/bin/nicpersist"
 profile="$root/etc/nicpersist/profile.toml"
 
-# systemd is running on this root: not in a chroot, an image build or a
-# dpkg --root installation.
-systemd_running() {
-	[ -z "${DPKG_ROOT:-}" ] || return 1
-	[ -d /run/systemd/system ] || return 1
-	command -v systemctl >/dev/null 2>&1 || return 1
-	if command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; then
-		return 1
-	fi
-	return 0
-}
+#@lib
 
 if [ ! -e "$profile" ]; then
 	echo "nicpersist: no profile at /etc/nicpersist/profile.toml, nothing rendered;"

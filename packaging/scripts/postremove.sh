@@ -15,15 +15,7 @@ remove | purge | 0) ;;
 *) exit 0 ;;
 esac
 
-systemd_running() {
-	[ -z "${DPKG_ROOT:-}" ] || return 1
-	[ -d /run/systemd/system ] || return 1
-	command -v systemctl >/dev/null 2>&1 || return 1
-	if command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; then
-		return 1
-	fi
-	return 0
-}
+#@lib
 
 if [ "$1" = remove ] || [ "$1" = 0 ]; then
 	if systemd_running; then

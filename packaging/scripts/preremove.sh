@@ -24,15 +24,7 @@ esac
 root="${DPKG_ROOT:-}"
 nicpersist="$root/usr/bin/nicpersist"
 
-systemd_running() {
-	[ -z "${DPKG_ROOT:-}" ] || return 1
-	[ -d /run/systemd/system ] || return 1
-	command -v systemctl >/dev/null 2>&1 || return 1
-	if command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; then
-		return 1
-	fi
-	return 0
-}
+#@lib
 
 if systemd_running; then
 	systemctl stop nicpersist.service ||
