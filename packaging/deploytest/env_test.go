@@ -4,29 +4,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // need skips t unless the tools are on PATH, or fails it under
-// NICPERSIST_E2E=1, as render/internal/testenv does (which this package,
-// outside render/, may not import).
+// NICPERSIST_E2E=1.
 func need(t *testing.T, tools ...string) {
 	t.Helper()
-	var why []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool+" on PATH")
-		}
-	}
-	if len(why) == 0 {
-		return
-	}
-	if os.Getenv("NICPERSIST_E2E") == "1" {
-		t.Fatalf("%s, and NICPERSIST_E2E=1 forbids skipping", strings.Join(why, "; "))
-	}
-	t.Skipf("skipping: %s (apt-get install ansible-core cloud-init, as .ci/run does)", strings.Join(why, "; "))
+	testenv.Need(t, "", "", tools...)
 }
 
 // repoRoot is the repository's top directory (this package is packaging/deploytest).

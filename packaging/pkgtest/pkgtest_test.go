@@ -5,9 +5,7 @@
 // its output.
 //
 // A test that cannot run here (not root, a tool missing) skips and says why,
-// except under NICPERSIST_E2E=1, where the skip is a failure, as in
-// render/internal/testenv (which this package, outside render/, cannot
-// import).
+// except under NICPERSIST_E2E=1, where the skip is a failure (testenv).
 package pkgtest
 
 import (
@@ -26,35 +24,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
-const require = "NICPERSIST_E2E"
-
-// skip skips t with the reason, or fails it under NICPERSIST_E2E=1.
-func skip(t *testing.T, why string) {
-	t.Helper()
-	if why == "" {
-		return
-	}
-	if os.Getenv(require) == "1" {
-		t.Fatalf("%s, and %s=1 forbids skipping", why, require)
-	}
-	t.Skipf("skipping: %s (run as root with the tools installed, as .ci/run does)", why)
-}
-
-// need skips t unless it runs as root with the tools on PATH.
+// need skips t unless it runs as root (when rootFor says what for) with the
+// tools on PATH.
 func need(t *testing.T, rootFor string, tools ...string) {
 	t.Helper()
-	var why []string
-	if rootFor != "" && (os.Geteuid() != 0 || os.Getenv("NICPERSIST_E2E_FAKE_NONROOT") == "1") {
-		why = append(why, "needs root to "+rootFor)
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = append(why, "needs "+tool+" on PATH")
-		}
-	}
-	skip(t, strings.Join(why, "; "))
+	testenv.Need(t, rootFor, "", tools...)
 }
 
 // repo is the repository's root.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // Fault injection: a render that cannot finish (full disk, read-only root,

@@ -23,7 +23,7 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/profile"
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // Fuzzing.

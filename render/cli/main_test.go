@@ -3,7 +3,7 @@ package cli
 import (
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // TestMain lets TestFaultKill run this binary as nicpersist: it needs the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // need skips a test that lacks root (when rootFor says what for) or a tool,

@@ -26,7 +26,7 @@ import (
 	"github.com/nicpersist/nicpersist/render/cli"
 	"github.com/nicpersist/nicpersist/render/internal/changeset"
 	"github.com/nicpersist/nicpersist/render/internal/distro"
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // TestMain lets the rendered unit's `/usr/bin/nicpersist apply ...` run the

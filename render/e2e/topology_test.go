@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // family holds the addresses a check needs in one IP family.

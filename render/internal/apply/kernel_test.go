@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 // The tests that need the kernel run in network namespaces of their own,

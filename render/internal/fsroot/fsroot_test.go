@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nicpersist/nicpersist/render/internal/testenv"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 const escapeMsg = "refusing to follow a symbolic link out of "
