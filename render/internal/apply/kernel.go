@@ -411,9 +411,15 @@ func (ls *links) ready(l unitfiles.Link) bool {
 }
 
 // dumpRules reads a family's policy rules over netlink, as unitfiles.Rule
-// values. A rule with a selector or action that Rule cannot say (tos,
-// goto, uidrange, ipproto, ports, an inverted match ...) is never equal to
-// one of nicpersist's, so it is left out.
+// values, for rulesPre to find those that make the kernel refuse one of
+// ours ("File exists"). The kernel compares a new rule's action, table,
+// priority, iif, oif, fwmark, suppress_*, uidrange, ipproto, ports, l3mdev
+// and tun_id with each rule's, both ways: a rule with any of these that
+// Rule cannot say never refuses ours, and is left out. But from, to, tos
+// and realms it compares only when the new rule gives them
+// (fib4_rule_compare, fib6_rule_compare), and the invert flag not at all:
+// a rule "not from X tos 0x10" refuses our "from X", and our `rule del`
+// would delete it. Those are kept, with what Rule cannot say dropped.
 func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 	fam := syscall.AF_INET
 	if f == plan.V6 {
@@ -431,9 +437,9 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 		if m.Header.Type != rtmNewRule || len(m.Data) < 12 || int(m.Data[0]) != fam {
 			continue
 		}
-		dstLen, srcLen, tos, action := int(m.Data[1]), int(m.Data[2]), m.Data[3], m.Data[7]
-		flags := binary.NativeEndian.Uint32(m.Data[8:12])
-		if tos != 0 || action != frActToTbl || flags&frInvert != 0 {
+		// tos and the flags (not) are read past: see above.
+		dstLen, srcLen, action := int(m.Data[1]), int(m.Data[2]), m.Data[7]
+		if action != frActToTbl {
 			continue
 		}
 		r := unitfiles.Rule{Table: uint32(m.Data[4])}
@@ -472,8 +478,9 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 			case fraSuppressPrefixlen, fraSuppressIfgroup:
 				// Dumped as -1 when not set.
 				plain = plain && u32() == 0xffffffff
-			case fraProtocol, fraPad:
-				// Who added it does not tell rules apart.
+			case fraProtocol, fraPad, fraFlow:
+				// Who added it does not tell rules apart; realms are
+				// compared only when the new rule gives them.
 			default:
 				plain = false
 			}
@@ -496,6 +503,7 @@ const (
 	fraIifname           = 3
 	fraPriority          = 6
 	fraFwmark            = 10
+	fraFlow              = 11
 	fraSuppressIfgroup   = 13
 	fraSuppressPrefixlen = 14
 	fraTable             = 15

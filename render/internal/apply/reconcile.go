@@ -175,9 +175,11 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 	if err != nil {
 		return err
 	}
+	// Until the stale step is done the state still lists the old rules, so
+	// it keeps those found before: a failed start's stop must leave them.
 	cur := &FamilyState{
 		Routes: union(old.Routes, want.Routes), Rules: union(old.Rules, want.Rules), Main: old.Main,
-		Pre: pre, RulesPre: rulesPre,
+		Pre: pre, RulesPre: union(rulesPre, old.RulesPre),
 	}
 	p.cur.setFamily(f, cur)
 	p.record()
@@ -194,11 +196,24 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 		p.record()
 		p.op(Op{Kind: opMain, Family: f, Name: fmt.Sprintf("ip%d.main.new", f), Lines: want.Main})
 	}
+	// Files that no longer put our metric-0 default in place of the
+	// system's: the one it displaced comes back in place of ours, rather
+	// than leaving the machine without a default until stop.
+	dropDefault := f == plan.V4 && p.cur.DefaultSaved && ownsDefault4(old.Main) && !ownsDefault4(want.Main)
+	undoPre := pre
+	if dropDefault && p.cur.Default != "" {
+		undoPre = slices.Clone(pre)
+		for _, l := range missing(allNew, old.Main) {
+			if strings.HasPrefix(l, "route replace default ") && !strings.Contains(l, " metric ") {
+				undoPre = append(undoPre, PreRoute{l, p.cur.Default})
+			}
+		}
+	}
 	var stale []string
 	for _, l := range missing(want.Rules, rulesOurs) {
 		stale = append(stale, ruleDel(l))
 	}
-	stale = append(stale, undoRoutes(pre, missing(allNew, old.Main))...)
+	stale = append(stale, undoRoutes(undoPre, missing(allNew, old.Main))...)
 	stale = append(stale, undoRoutes(pre, missing(allNew, old.Routes))...)
 	if len(stale) > 0 {
 		p.op(Op{Kind: opUndo, Family: f, Name: fmt.Sprintf("ip%d.stale", f), Lines: stale})
@@ -214,6 +229,9 @@ func (p *planner) family(f plan.Family, want unitfiles.Batch) error {
 		}
 	}
 	p.cur.setFamily(f, &FamilyState{Routes: want.Routes, Rules: want.Rules, Main: want.Main, Pre: keep, RulesPre: rulesPre})
+	if dropDefault {
+		p.cur.DefaultSaved, p.cur.Default = false, ""
+	}
 	return nil
 }
 
@@ -302,17 +320,22 @@ func (p *planner) rulesPre(f plan.Family, oldPre, ours, want []string) ([]string
 	if err != nil {
 		return nil, err
 	}
-	in := make(map[unitfiles.Rule]bool, len(krs))
-	for _, r := range krs {
-		in[r] = true
-	}
 	for _, l := range cand {
 		r, err := unitfiles.ParseRule(f, strings.TrimPrefix(l, "rule add "))
-		if err == nil && in[r] {
+		if err == nil && slices.ContainsFunc(krs, func(k unitfiles.Rule) bool { return refuses(k, r) }) {
 			out = append(out, l)
 		}
 	}
 	return out, nil
+}
+
+// refuses says the kernel, having rule k, answers "File exists" to r (and
+// `ip rule del` of r deletes k): as the kernel's rule_exists, it compares
+// from and to only when r gives them.
+func refuses(k, r unitfiles.Rule) bool {
+	return k.Priority == r.Priority && k.Table == r.Table && k.IIF == r.IIF && k.OIF == r.OIF &&
+		k.Mark == r.Mark && k.Mask == r.Mask &&
+		(!r.From.IsValid() || k.From == r.From) && (!r.To.IsValid() || k.To == r.To)
 }
 
 // planStop decides what stop does: put back a displaced default first (it

@@ -379,9 +379,9 @@ func ParseRule(f plan.Family, args string) (Rule, error) {
 		case "priority":
 			r.Priority, err = parseUint32(v)
 		case "from":
-			r.From, err = parsePrefix(f, v)
+			r.From, err = parseSelector(f, v)
 		case "to":
-			r.To, err = parsePrefix(f, v)
+			r.To, err = parseSelector(f, v)
 		case "iif":
 			r.IIF = v
 		case "oif":
@@ -465,6 +465,16 @@ func parseTable(s string) (uint32, error) {
 		return 0, errors.New("not a table number")
 	}
 	return uint32(n), nil
+}
+
+// parseSelector reads a rule's from or to: a /0 prefix is "all", as the
+// kernel keeps it (no FRA_SRC or FRA_DST).
+func parseSelector(f plan.Family, s string) (netip.Prefix, error) {
+	p, err := parsePrefix(f, s)
+	if err == nil && p.IsValid() && p.Bits() == 0 {
+		p = netip.Prefix{}
+	}
+	return p, err
 }
 
 // parsePrefix reads "all", an address (a host prefix) or a prefix of the
