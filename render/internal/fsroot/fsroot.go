@@ -301,33 +301,16 @@ func (r *Root) Readlink(name string) (string, error) {
 
 // Remove removes a file or symbolic link, never a directory; a missing one is
 // not an error.
-func (r *Root) Remove(name string) error {
-	if err := r.check("remove", name); err != nil {
-		return err
-	}
-	fi, err := r.root.Lstat(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return r.fail("remove", name, err)
-	case fi.IsDir():
-		return r.fail("remove", name, syscall.EISDIR)
-	}
-	if err := r.root.Remove(name); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return r.fail("remove", name, err)
-	}
-	return r.syncDir("remove", name)
-}
+func (r *Root) Remove(name string) error { return r.remove("remove", name, false) }
 
 // RemoveDir removes name when it is an empty directory (never a symbolic
 // link to one); a missing one is not an error. A directory that is not empty
 // stays, and the error says so: errors.Is(err, syscall.ENOTEMPTY).
-func (r *Root) RemoveDir(name string) error {
-	if err := r.check("remove directory", name); err != nil {
+func (r *Root) RemoveDir(name string) error { return r.remove("remove directory", name, true) }
+
+// remove removes name when it is a directory exactly when dir says so.
+func (r *Root) remove(op, name string, dir bool) error {
+	if err := r.check(op, name); err != nil {
 		return err
 	}
 	fi, err := r.root.Lstat(name)
@@ -335,20 +318,22 @@ func (r *Root) RemoveDir(name string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return r.fail("remove directory", name, err)
-	case !fi.IsDir():
-		return r.fail("remove directory", name, syscall.ENOTDIR)
+		return r.fail(op, name, err)
+	case fi.IsDir() && !dir:
+		return r.fail(op, name, syscall.EISDIR)
+	case !fi.IsDir() && dir:
+		return r.fail(op, name, syscall.ENOTDIR)
 	}
 	if err := r.root.Remove(name); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		if errors.Is(err, syscall.EEXIST) {
+		if dir && errors.Is(err, syscall.EEXIST) {
 			err = syscall.ENOTEMPTY // rmdir(2) may say either
 		}
-		return r.fail("remove directory", name, err)
+		return r.fail(op, name, err)
 	}
-	return r.syncDir("remove directory", name)
+	return r.syncDir(op, name)
 }
 
 // WriteFile writes data to name atomically with mode perm, creating parent
