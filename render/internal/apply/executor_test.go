@@ -17,14 +17,9 @@ func TestMultipathDefault(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	for _, l := range []string{"eth1", "eth2"} {
-		if _, err := exec.Command("ip", "link", "show", l).CombinedOutput(); err != nil {
-			vethUp(t, l)
-		}
-	}
-	ipc(t, "addr replace 10.1.0.2/24 dev eth1")
-	ipc(t, "addr replace 10.2.0.2/24 dev eth2")
+	eth1Up(t)
+	vethUp(t, "eth2")
+	ipc(t, "addr add 10.2.0.2/24 dev eth2")
 	ipc(t, "route replace default proto static nexthop via 10.1.0.1 dev eth1 weight 1 nexthop via 10.2.0.1 dev eth2 weight 1")
 	before := snapshot(t)
 	c := Config{Dir: rendered(t, "ip4.batch", "#@ routes\n#@ rules\n#@ main\nroute replace default via 10.2.0.1 dev eth2 proto 241\n"), State: t.TempDir()}
@@ -41,11 +36,7 @@ func TestUndoGoesOnPastABadLine(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	ipc(t, "link set lo up")
-	if _, err := exec.Command("ip", "link", "show", "eth1").CombinedOutput(); err != nil {
-		vethUp(t, "eth1")
-	}
-	ipc(t, "addr replace 10.1.0.2/24 dev eth1")
+	eth1Up(t)
 	before := snapshot(t)
 	a := "route replace 10.8.0.0/16 via 10.1.0.1 dev eth1 table 1000 proto 241"
 	b := "route replace 10.9.0.0/16 via 10.1.0.1 dev eth1 table 1000 proto 241"
@@ -67,8 +58,8 @@ func TestUndoGoesOnPastABadLine(t *testing.T) {
 }
 
 // TestNAT: the chain and one jump after each start, the chain gone on a
-// reload without rules (with the mark, and without it, as an apply.sh
-// before the mark left things) and after stop.
+// reload without rules and after stop. (State the old script left without
+// the mark: TestLegacyStateConverted.)
 func TestNAT(t *testing.T) {
 	t.Parallel()
 	testenv.Need(t, "", "", "iptables", "iptables-save", "iptables-restore")
