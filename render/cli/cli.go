@@ -46,6 +46,8 @@ Usage:
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
+  nicpersist try     [--profile FILE] [--root DIR] [--target T] [--timeout SECONDS]
+  nicpersist try     --confirm
   nicpersist version
 
 Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
@@ -74,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runApply(args[1:], stdout, stderr)
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
+	case "try":
+		return runTry(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
 			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
