@@ -186,10 +186,16 @@ func (w *watcher) finish(kept bool, reason string, errs ...error) int {
 	if err := writeJSON(w.dir, tryResultFile, res); err != nil {
 		w.logf("%v", err)
 	}
-	if kept {
+	switch {
+	case kept:
 		w.logf("confirmed: keeping the try's files and kernel state")
-		return ExitOK
+	case len(res.Errors) > 0:
+		w.logf("reverted (%s), with errors", reason)
+		return ExitRuntime
+	default:
+		w.logf("reverted (%s)", reason)
 	}
-	w.logf("reverted (%s)", reason)
-	return ExitRuntime
+	// A revert is the watcher doing its job: a transient unit that did it
+	// does not show as failed.
+	return ExitOK
 }
