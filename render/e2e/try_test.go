@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
@@ -480,4 +481,152 @@ func failingIPOn(t *testing.T, text string) string {
 		t.Fatal(err)
 	}
 	return "PATH=" + dir + ":" + unitPATH
+}
+
+// TestTryBootNspawn runs try where systemd is PID 1 and nicpersist.service
+// is active, in the booted container of TestBootNspawn: the watcher is the
+// transient unit nicpersist-try.service, which outlives the killed session
+// and reverts through the unit (systemctl reload); a confirmed try stays,
+// and the unit's own reload then finds its state coherent.
+func TestTryBootNspawn(t *testing.T) {
+	need(t, "systemd-nspawn", "nsenter")
+	t.Parallel()
+	root := render(t, e2eProfile, "systemd", "")
+	b, err := os.ReadFile(e2eProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := `gateway = "172.22.5.65"`
+	if !strings.Contains(string(b), good) {
+		t.Fatalf("%s has no %s", e2eProfile, good)
+	}
+	// In the container's /etc (the overlay's lower layer).
+	bad := "/etc/nicpersist/bad-gateway.toml"
+	if err := os.WriteFile(filepath.Join(root, bad), []byte(strings.Replace(string(b), good, `gateway = "172.22.5.66"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tp := newTopology(t, topoOpts{})
+	c := bootContainer(t, tp.vm, root)
+	st := c.waitUnit(t, 60*time.Second, func(p map[string]string) bool {
+		return p["ActiveState"] != "inactive" && p["ActiveState"] != "activating"
+	})
+	if st["ActiveState"] != "active" {
+		t.Fatalf("nicpersist.service is %s/%s, want active\n%s", st["ActiveState"], st["SubState"], c.status(t))
+	}
+	sshWorks(t, tp, v4)
+	// The container's view of its files, from the host.
+	ctr := func(p string) string { return filepath.Join("/proc", itoa(c.pid1), "root", p) }
+	rendered := func() map[string]string {
+		out := tree(t, ctr("/etc/nicpersist"))
+		for _, f := range []string{"/" + unitRel, "/etc/sysctl.d/90-nicpersist.conf"} {
+			b, err := os.ReadFile(ctr(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[f] = string(b)
+		}
+		return out
+	}
+	files, kernel := rendered(), snapshot(t, tp.vm)
+	tryUnit := func() string {
+		out, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "show", "nicpersist-try.service", "-p", "ActiveState")
+		return strings.TrimSpace(out)
+	}
+
+	// The session: nsenter and the try it forks, in one process group that
+	// the test kills as sshd's death would.
+	start := func(args ...string) *tryProc {
+		p := &tryProc{lines: make(chan string, 100), done: make(chan error, 1)}
+		p.cmd = exec.Command("nsenter", append([]string{"-t", itoa(c.pid1), "-a", distro.Binary, "try"}, args...)...)
+		p.cmd.Env = []string{"PATH=" + unitPATH}
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stdout, p.cmd.Stderr = w, w
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		t.Cleanup(func() {
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+			p.done <- nil
+		})
+		go func() {
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				p.mu.Lock()
+				p.out.WriteString(sc.Text() + "\n")
+				p.mu.Unlock()
+				select {
+				case p.lines <- sc.Text():
+				default:
+				}
+			}
+			r.Close()
+			p.done <- p.cmd.Wait()
+			close(p.lines)
+		}()
+		return p
+	}
+
+	p := start("--profile", bad, "--timeout", strconv.Itoa(tryTimeout))
+	p.waitFor(t, "Applied.", cmdTimeout)
+	applied := time.Now()
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	p.wait(t, cmdTimeout)
+	if s := tryUnit(); s != "ActiveState=active" {
+		t.Errorf("while the try is pending, nicpersist-try.service: %s, want active", s)
+	}
+	if rec, err := os.ReadFile(ctr("/run/nicpersist/try/try.json")); err != nil || !strings.Contains(string(rec), `"systemctl": true`) {
+		t.Errorf("the try does not apply through the active unit (systemctl reload): %v\n%.400s", err, rec)
+	}
+	sshBroken(t, tp, v4)
+	for {
+		b, err := os.ReadFile(ctr("/run/nicpersist/try/result"))
+		if err == nil && strings.Contains(string(b), `"kept": false`) {
+			t.Logf("reverted %v after Applied:\n%s", time.Since(applied).Round(10*time.Millisecond), b)
+			break
+		}
+		if time.Since(applied) > (tryTimeout+5)*time.Second {
+			out, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "journalctl", "--no-pager", "-u", "nicpersist-try", "-u", "nicpersist")
+			t.Fatalf("no revert within %v of Applied (result: %s %v); journal:\n%s", (tryTimeout+5)*time.Second, b, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sameTree(t, "after the unconfirmed try", files, rendered())
+	sameState(t, "after the unconfirmed try", kernel, snapshot(t, tp.vm))
+	sshWorks(t, tp, v4)
+	if st := c.unit(t); st["ActiveState"] != "active" {
+		t.Errorf("after the try, nicpersist.service is %s/%s, want active", st["ActiveState"], st["SubState"])
+	}
+	journal, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "journalctl", "--no-pager", "-o", "cat", "-u", "nicpersist-try", "-u", "nicpersist")
+	if !strings.Contains(journal, "Reloading") || !strings.Contains(journal, "no confirmation within") {
+		t.Errorf("the journal does not show the unit reloading and the watcher reverting:\n%s", journal)
+	}
+	t.Logf("journal of nicpersist and nicpersist-try:\n%s", journal)
+
+	// Confirmed: the change stays, and the unit's own reload finds its
+	// state coherent with it (changes nothing).
+	p = start("--profile", bad, "--timeout", "600")
+	p.waitFor(t, "Applied.", cmdTimeout)
+	pending := snapshot(t, tp.vm)
+	out, err := try(nil, []string{"PATH=" + unitPATH}, "nsenter", "-t", itoa(c.pid1), "-a", distro.Binary, "try", "--confirm")
+	if err != nil || !strings.Contains(out, "Confirmed") {
+		t.Errorf("try --confirm: %v\n%s", err, out)
+	}
+	if code := p.wait(t, cmdTimeout); code != 0 {
+		t.Errorf("the confirmed try: exit %d, want 0\n%s", code, p.output())
+	}
+	c.systemctl(t, "reload", "nicpersist.service")
+	sameState(t, "systemctl reload after the confirmed try", pending, snapshot(t, tp.vm))
+	sshBroken(t, tp, v4)
+	for deadline := time.Now().Add(10 * time.Second); tryUnit() != "ActiveState=inactive"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("nicpersist-try.service: %s 10 s after the confirmation, want it gone (inactive)", tryUnit())
+			break
+		}
+	}
 }
