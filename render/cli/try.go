@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -42,6 +43,9 @@ const (
 	// readyTimeout bounds the watcher's start, and the wait for its result
 	// once it has what it needs.
 	readyTimeout = 30 * time.Second
+	// unitApplyTime bounds a reload of nicpersist.service: its
+	// TimeoutStartSec.
+	unitApplyTime = 120 * time.Second
 )
 
 func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
@@ -121,7 +125,13 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return ExitRuntime
 	}
 	dir := tryDir(state)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// The state directory as apply and the unit make it; the try's own
+	// files are root's alone.
+	err = os.MkdirAll(state, 0o755)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist try: %v; nothing changed\n", err)
 		return ExitRuntime
 	}
@@ -213,7 +223,11 @@ func (f *tryForeground) wait(stdin *os.File) int {
 	defer tick.Stop()
 	var applied tryApplied
 	// The watcher applies within its wait for the links, plus ip's time.
-	limit := time.Now().Add(time.Duration(f.rec.Wait)*time.Second + readyTimeout)
+	wait := time.Duration(f.rec.Wait) * time.Second
+	if f.rec.Systemctl {
+		wait = unitApplyTime // the unit's reload waits for links by its own settings
+	}
+	limit := time.Now().Add(wait + readyTimeout)
 	for {
 		select {
 		case s := <-f.sigs:
@@ -234,6 +248,10 @@ func (f *tryForeground) wait(stdin *os.File) int {
 		}
 		if applied.ID == "" {
 			if ok, _ := readJSON(f.dir, tryAppliedFile, &applied); ok && applied.ID == f.rec.ID {
+				// Flushed before the question, so that an answer to it stays.
+				if stdin != nil {
+					flushTerminal(stdin)
+				}
 				left := time.Until(applied.Deadline).Round(time.Second) / time.Second
 				fmt.Fprintf(f.stdout, "Applied. Press Enter within %d s, or run `nicpersist try --confirm`, to keep it; otherwise it is reverted.\n", left)
 				limit = applied.Deadline.Add(readyTimeout)
@@ -297,6 +315,19 @@ func isTerminal(f *os.File) bool {
 	var t syscall.Termios
 	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
 	return e == 0
+}
+
+// flushTerminal drops what was typed on a terminal before the question:
+// an Enter pressed while the apply ran must not confirm a change nobody
+// has seen working. TCFLSH is 0x540B in asm-generic's ioctls, which these
+// architectures use; package syscall defines it for some only.
+func flushTerminal(f *os.File) {
+	switch runtime.GOARCH {
+	case "amd64", "arm64", "386", "arm", "riscv64", "s390x":
+		if isTerminal(f) {
+			syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), 0x540B, syscall.TCIFLUSH)
+		}
+	}
 }
 
 // waitResult polls for the try's result for up to d, or until the
@@ -371,7 +402,8 @@ func runConfirm(dir string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist try --confirm: %v\n", err)
 		return ExitRuntime
 	}
-	res := waitResult(dir, rec.ID, readyTimeout+time.Duration(rec.Wait)*time.Second)
+	// The watcher takes the request once its apply is done.
+	res := waitResult(dir, rec.ID, readyTimeout+max(unitApplyTime, time.Duration(rec.Wait)*time.Second))
 	if res != nil && !res.Kept {
 		fmt.Fprintf(stderr, "nicpersist try --confirm: too late: the try was reverted (%s)\n", res.Reason)
 		return ExitRuntime

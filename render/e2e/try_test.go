@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/testenv"
@@ -406,6 +407,80 @@ func TestTry(t *testing.T) {
 		})
 	}
 
+	// A real terminal: Enter confirms; the terminal hanging up (sshd
+	// closing the pty master as the session dies) reverts at once, and the
+	// watcher, in a session of its own, is not hung up with it.
+	for _, hangup := range []bool{false, true} {
+		t.Run(map[bool]string{false: "terminal-enter", true: "terminal-hangup"}[hangup], func(t *testing.T) {
+			t.Parallel()
+			m := newTryMachine(t, true)
+			bad := badGateway(t)
+			master, slave := openPTY(t)
+			bin := testenv.SelfAsNicpersist(t)
+			cmd := exec.Command("ip", "netns", "exec", m.tp.vm, bin, "try", "--root", m.root, "--target", "systemd", "--profile", bad, "--timeout", "600")
+			cmd.Env = tryEnv(m.state)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				<-done
+				killWatcher(t, m.state)
+			})
+			var out strings.Builder
+			sc := bufio.NewScanner(master)
+			for !strings.Contains(out.String(), "Applied.") {
+				if !sc.Scan() {
+					t.Fatalf("try ended without Applied:\n%s", out.String())
+				}
+				out.WriteString(sc.Text() + "\n")
+			}
+			if !hangup {
+				master.Write([]byte("\n"))
+				for sc.Scan() {
+					out.WriteString(sc.Text() + "\n")
+				}
+				master.Close()
+				if err := <-done; err != nil || !strings.Contains(out.String(), "Confirmed") {
+					t.Errorf("Enter on the terminal: %v, want exit 0 and Confirmed:\n%s", err, out.String())
+				}
+				done <- nil
+				if res, ok := tryResultOf(t, m.state); !ok || !res.Kept {
+					t.Errorf("try result after Enter: %+v, want kept", res)
+				}
+				sshBroken(t, m.tp, v4)
+				return
+			}
+			master.Close()
+			select {
+			case err := <-done:
+				done <- err
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 && ee.ExitCode() != -1 {
+					t.Errorf("try after the hangup: %v, want exit 1 (or death by the hangup)", err)
+				}
+			case <-time.After(cmdTimeout):
+				t.Fatal("try still runs 30 s after its terminal hung up")
+			}
+			for deadline := time.Now().Add(cmdTimeout); ; time.Sleep(100 * time.Millisecond) {
+				if res, ok := tryResultOf(t, m.state); ok {
+					if res.Kept || len(res.Errors) > 0 || !strings.Contains(res.Reason, "the terminal went away") {
+						t.Errorf("try result after the hangup: %+v, want a clean revert because the terminal went away", res)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no revert 30 s after the hangup")
+				}
+			}
+			m.isBack(t, "after the terminal hung up")
+		})
+	}
+
 	t.Run("failed-apply", func(t *testing.T) {
 		t.Parallel()
 		m := newTryMachine(t, true)
@@ -629,4 +704,28 @@ func TestTryBootNspawn(t *testing.T) {
 			break
 		}
 	}
+}
+
+// openPTY opens a pseudo-terminal pair: the master, as sshd holds it, and
+// the slave, the session's terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Fatalf("unlock pty: %v", e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		t.Fatalf("pty number: %v", e)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, slave
 }
