@@ -479,6 +479,7 @@ func startWatcher(dir, id string, useUnit bool) error {
 		cmd := exec.Command("/proc/self/exe", "try", "--watcher", dir, "--watch-id", id)
 		cmd.Args[0] = os.Args[0]
 		cmd.Stdout, cmd.Stderr = log, log
+		cmd.Dir = "/" // holds no mount busy for as long as it waits
 		// Its own session: no terminal, no SIGHUP when the terminal goes.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
