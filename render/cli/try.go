@@ -157,8 +157,14 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return ExitRuntime
 	}
 
-	rec := tryRecord{ID: newTryID(), Started: time.Now(), PID: os.Getpid(), Profile: l.name, Root: l.root.Dir(),
-		Dir: l.root.Path(distro.Dir), State: state, Timeout: timeout, Wait: wait}
+	// Absolute: the watcher runs elsewhere (from /, or as a unit).
+	root, err := filepath.Abs(l.root.Dir())
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist try: %v; nothing changed\n", err)
+		return ExitRuntime
+	}
+	rec := tryRecord{ID: newTryID(), Started: time.Now(), PID: os.Getpid(), Profile: l.name, Root: root,
+		Dir: filepath.Join(root, distro.Dir), State: state, Timeout: timeout, Wait: wait}
 	if rec.WasApplied, err = apply.Applied(state); err != nil {
 		fmt.Fprintf(stderr, "nicpersist try: %v; nothing changed\n", err)
 		return ExitRuntime
@@ -172,7 +178,7 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return ExitRuntime
 	}
 	useUnit := systemdHere()
-	rec.Systemctl = useUnit && filepath.Clean(rec.Root) == "/" && unitActive()
+	rec.Systemctl = useUnit && rec.Root == "/" && unitActive()
 	rec.Log = filepath.Join(dir, tryLogFile)
 	if useUnit {
 		rec.Log = "journalctl -u " + tryUnitName

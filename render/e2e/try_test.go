@@ -377,7 +377,16 @@ func TestTry(t *testing.T) {
 	t.Run("enter-confirms", func(t *testing.T) {
 		t.Parallel()
 		m := newTryMachine(t, false)
-		p := m.try(t, tryEnv(m.state), "--profile", seedProfile, "--timeout", strconv.Itoa(tryTimeout))
+		// A root relative to the working directory: the watcher works from /.
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, err := filepath.Rel(wd, m.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startTry(t, m.tp.vm, m.state, tryEnv(m.state), "--root", rel, "--target", "systemd", "--profile", seedProfile, "--timeout", strconv.Itoa(tryTimeout))
 		p.waitFor(t, "Applied.", cmdTimeout)
 		p.stdin.Write([]byte("\n"))
 		if code := p.wait(t, cmdTimeout); code != 0 || !strings.Contains(p.output(), "Confirmed") {
