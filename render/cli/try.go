@@ -147,9 +147,14 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	defer lock.Close()
 	if alive, err := watcherAlive(dir); err != nil || alive {
 		var rec tryRecord
+		var applied tryApplied
 		readJSON(dir, tryRecordFile, &rec)
-		fmt.Fprintf(stderr, "nicpersist try: a try of %s is pending (started %s, pid %d); confirm it with `nicpersist try --confirm` or let it revert, then try again; nothing changed\n",
-			rec.Profile, rec.Started.Format(time.RFC3339), rec.PID)
+		when := "applying"
+		if ok, _ := readJSON(dir, tryAppliedFile, &applied); ok && applied.ID == rec.ID {
+			when = "reverts at " + applied.Deadline.Local().Format(time.TimeOnly) + " unless confirmed"
+		}
+		fmt.Fprintf(stderr, "nicpersist try: a try of %s is pending (started %s, %s); confirm it with `nicpersist try --confirm` or let it revert, then try again; nothing changed\n",
+			rec.Profile, rec.Started.Local().Format(time.TimeOnly), when)
 		return ExitRuntime
 	}
 	if err := setAsideAbandoned(dir, stderr); err != nil {
@@ -198,7 +203,8 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	if !write(l.root, changes, "try", stderr) {
+	if err := changeset.Write(l.root, changes); err != nil {
+		fmt.Fprintf(stderr, "nicpersist try: writing the rendered files: %v\n", err)
 		writeJSON(dir, tryAbortFile, tryRequest{ID: rec.ID, Reason: "writing the rendered files failed"})
 		return reportResult(dir, rec, waitResult(dir, rec.ID, readyTimeout), stdout, stderr)
 	}
