@@ -280,20 +280,9 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	choice, err := distro.Detect(l.facts, tgt, stack)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
-		return ExitInvalid
-	}
-	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
-	files, err := distro.Render(l.plan, choice, l.name)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
-		return ExitRuntime
-	}
-	warnings := distro.Warnings(l.facts, choice, files)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	choice, files, warnings, code := renderFiles(l, "render", tgt, stack, stderr)
+	if files == nil {
+		return code
 	}
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
@@ -318,6 +307,28 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	printChanges(stdout, changes, dry, !diff)
 	return ExitOK
+}
+
+// renderFiles chooses the target and renders its files, saying which target
+// and why, and printing the target's warnings; on failure files is nil and
+// code says how to exit.
+func renderFiles(l *loaded, verb, tgt, stack string, stderr io.Writer) (choice distro.Choice, files []distro.File, warnings []string, code int) {
+	choice, err := distro.Detect(l.facts, tgt, stack)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist %s: %v\n", verb, err)
+		return choice, nil, nil, ExitInvalid
+	}
+	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	files, err = distro.Render(l.plan, choice, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return choice, nil, nil, ExitRuntime
+	}
+	warnings = distro.Warnings(l.facts, choice, files)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	}
+	return choice, files, warnings, ExitOK
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {

@@ -95,19 +95,9 @@ func runTry(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	choice, err := distro.Detect(l.facts, tgt, stack)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist try: %v\n", err)
-		return ExitInvalid
-	}
-	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
-	files, err := distro.Render(l.plan, choice, l.name)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
-		return ExitRuntime
-	}
-	for _, w := range distro.Warnings(l.facts, choice, files) {
-		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	_, files, _, code := renderFiles(l, "try", tgt, stack, stderr)
+	if files == nil {
+		return code
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "nicpersist try: applies to the running kernel, which needs root; nothing changed")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -9,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/nicpersist/nicpersist/render/internal/changeset"
-	"github.com/nicpersist/nicpersist/render/internal/distro"
 )
 
 // What a try refuses changes nothing: usage errors and invalid profiles
@@ -74,13 +74,9 @@ func TestTryBackupRestoresByteForByte(t *testing.T) {
 			if l == nil {
 				t.Fatalf("%s: load %s: exit %d", name, other, code)
 			}
-			choice, err := distro.Detect(l.facts, "auto", "auto")
-			if err != nil {
-				t.Fatal(err)
-			}
-			files, err := distro.Render(l.plan, choice, l.name)
-			if err != nil {
-				t.Fatal(err)
+			_, files, _, code := renderFiles(l, "try", "auto", "auto", io.Discard)
+			if files == nil {
+				t.Fatalf("%s: render %s: exit %d", name, other, code)
 			}
 			changes, err := changeset.Compute(l.root, files, l.name)
 			if err != nil {
