@@ -210,3 +210,56 @@ func effectiveNAT(save string) []string {
 	}
 	return out
 }
+
+// TestImportLive sets a namespace up by hand, or with nicpersist itself,
+// imports it with --live from inside, and applies the profile in a fresh
+// namespace.
+func TestImportLive(t *testing.T) {
+	needImport(t)
+	self := testenv.SelfAsNicpersist(t)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, ns string)
+	}{
+		{"commands", func(t *testing.T, ns string) {
+			ipBatch(t, ns,
+				"route replace default via 172.22.5.97 dev eth2",
+				"route add default via 172.22.5.65 dev eth1 table 101",
+				"route add 172.22.5.64/27 dev eth1 table 101",
+				"rule add from 172.22.5.68 table 101 pref 1200",
+				"route add 10.20.0.0/16 via 172.22.5.97 dev eth2 metric 50",
+				"route add default via 172.22.5.97 dev eth2 table 200",
+				"rule add fwmark 0x10/0xff table 200 pref 300",
+				"rule add iif eth3 table 200 pref 301")
+			run(t, "ip", "-n", ns, "-6", "route", "add", "default", "via", "2001:db8:1::1", "dev", "eth1", "table", "101")
+			run(t, "ip", "-n", ns, "-6", "rule", "add", "from", "2001:db8:1::68", "table", "101", "pref", "1200")
+			for _, c := range [][]string{
+				{"iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "172.22.5.128/26", "-o", "eth2", "-j", "MASQUERADE"},
+				{"iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "eth1", "-j", "SNAT", "--to-source", "172.22.5.68"},
+				{"ip6tables", "-t", "nat", "-A", "POSTROUTING", "-s", "2001:db8:3::/64", "-o", "eth2", "-j", "MASQUERADE"},
+				{"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=2"},
+			} {
+				run(t, "ip", append([]string{"netns", "exec", ns}, c...)...)
+			}
+		}},
+		{"nicpersist", func(t *testing.T, ns string) {
+			applyProfile(t, self, ns, "../../testdata/dualstack/profile.toml")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := importNS(t, "live-"+c.name+"-a")
+			c.setup(t, a)
+			wantState := importSnapshot(t, a)
+			prof := filepath.Join(t.TempDir(), "profile.toml")
+			out, err := exec.Command("ip", "netns", "exec", a, self, "import", "--live", "--out", prof).CombinedOutput()
+			text, _ := os.ReadFile(prof)
+			t.Logf("import --live: %v\n%s\n%s", err, out, text)
+			if err != nil {
+				t.Fatalf("import --live: %v", err)
+			}
+			b := importNS(t, "live-"+c.name+"-b")
+			sameState(t, c.name, wantState, withoutAdditions(applyProfile(t, self, b, prof), string(out)))
+		})
+	}
+}

@@ -189,8 +189,8 @@ func (s *script) natRule(f plan.Family, chain string, rule []string) {
 }
 
 // liveSysctls reads forwarding and rp_filter. rp_filter carries over when
-// every link but lo has the same effective value (the larger of all and
-// the link's own).
+// every link with an address (but lo) has the same effective value (the
+// larger of all and the link's own).
 func (s *script) liveSysctls(k Kernel) {
 	ln := &Line{Where: "kernel", Text: "sysctl"}
 	if v, ok := k.Sysctl("net/ipv4/ip_forward"); ok {
@@ -205,8 +205,8 @@ func (s *script) liveSysctls(k Kernel) {
 	}
 	eff := map[string][]string{}
 	for _, l := range k.Links {
-		if l.Name == "lo" {
-			continue
+		if l.Name == "lo" || len(l.Addrs) == 0 {
+			continue // not a NIC in use: the profile will not name it
 		}
 		v, ok := k.Sysctl("net/ipv4/conf/" + l.Name + "/rp_filter")
 		if !ok {

@@ -151,13 +151,14 @@ func (b *builder) devFor(gw netip.Addr) string {
 	return ""
 }
 
-// defaultRoutes finds default_route: an IPv4 default via a gateway with
-// metric 0 in the main table, where the DHCP client's default was. IPv6
-// defaults stay explicit routes: default_route's metric 1 would differ.
+// defaultRoutes finds default_route: a default via a gateway in the main
+// table with the metric default_route gives (IPv4 0, where the DHCP
+// client's default was; IPv6 1). Other defaults stay explicit routes.
 func (b *builder) defaultRoutes() {
 	for i := range b.st.Routes {
 		r := &b.st.Routes[i]
-		if r.Fam != plan.V4 || r.Table != plan.TableMain || r.To.Bits() != 0 || r.Metric != 0 || !r.Via.IsValid() {
+		if r.Table != plan.TableMain || r.To.Bits() != 0 || !r.Via.IsValid() ||
+			r.Fam == plan.V4 && r.Metric != 0 || r.Fam == plan.V6 && (!r.MetricSet || r.Metric != 1) {
 			continue
 		}
 		dev := r.Dev
@@ -168,10 +169,13 @@ func (b *builder) defaultRoutes() {
 			continue
 		}
 		it := b.iface(dev)
-		it.def, it.gw[plan.V4] = true, r.Via
-		it.comments = append(it.comments, fmt.Sprintf("default_route: %s", r.From.Where))
+		if g, ok := it.gw[r.Fam]; ok && g != r.Via {
+			continue
+		}
+		it.def, it.gw[r.Fam] = true, r.Via
+		it.comments = append(it.comments, fmt.Sprintf("default_route: %s", origin(r.From)))
 		r.used = true
-		b.st.DelDefault[plan.V4] = nil
+		b.st.DelDefault[r.Fam] = nil
 	}
 }
 
@@ -214,7 +218,10 @@ func (b *builder) replyViaSelf() {
 					}
 				}
 			}
-			if !ok || addr.Addr() != rule.From.Addr() || !addr.Masked().Contains(r.Via) {
+			// An IPv6 gateway may be link-local, as router advertisements
+			// give it.
+			onLink := addr.Masked().Contains(r.Via) || f == plan.V6 && r.Via.IsLinkLocalUnicast()
+			if !ok || addr.Addr() != rule.From.Addr() || !onLink {
 				continue
 			}
 			if it.reply && (it.table != rule.Table || it.prio != rule.Prio) || b.reply[rule.Table] != nil && b.reply[rule.Table] != it {
@@ -229,7 +236,7 @@ func (b *builder) replyViaSelf() {
 			}
 			b.reply[rule.Table] = it
 			rule.used, r.used = true, true
-			it.comments = append(it.comments, fmt.Sprintf("reply_via_self: table %d: %s, rule %s", rule.Table, r.From.Where, rule.Src.Where))
+			it.comments = append(it.comments, fmt.Sprintf("reply_via_self: table %d: %s; %s", rule.Table, origin(r.From), origin(rule.Src)))
 			subnet := false
 			for i := range b.st.Routes {
 				o := &b.st.Routes[i]
@@ -324,7 +331,7 @@ func (b *builder) write(source string) string {
 			if str, ok := s.Value.(string); ok {
 				v = quote(str)
 			}
-			p("%s = %s  # %s\n", s.Key, v, comment(s.Src.Where))
+			p("%s = %s  # %s\n", s.Key, v, comment(origin(s.Src)))
 		}
 	}
 	names := make([]string, 0, len(b.ifs))
@@ -375,7 +382,7 @@ func (b *builder) write(source string) string {
 		}
 	}
 	for _, n := range b.st.NAT {
-		p("\n[[nat]]  # %s\n", comment(n.Src.Where))
+		p("\n[[nat]]  # %s\n", comment(origin(n.Src)))
 		p("out_interface = %s\n", quote(n.Out))
 		if n.Source.IsValid() {
 			p("source = %s\n", quote(n.Source.String()))
@@ -398,7 +405,7 @@ func (b *builder) write(source string) string {
 		if r.used {
 			continue
 		}
-		p("\n[[route]]  # %s\n", comment(r.From.Where))
+		p("\n[[route]]  # %s\n", comment(origin(r.From)))
 		p("to = %s\n", quote(dest(r.To)))
 		if r.Via.IsValid() {
 			p("via = %s\n", quote(r.Via.String()))
@@ -417,7 +424,7 @@ func (b *builder) write(source string) string {
 		if r.used {
 			continue
 		}
-		p("\n[[rule]]  # %s\n", comment(r.Src.Where))
+		p("\n[[rule]]  # %s\n", comment(origin(r.Src)))
 		if r.PrioNote != "" {
 			p("priority = %d  # %s\n", r.Prio, comment(r.PrioNote))
 		} else {
@@ -445,4 +452,13 @@ func (b *builder) write(source string) string {
 		}
 	}
 	return w.String()
+}
+
+// origin names where an object comes from: the file's line, or for the
+// kernel, what it is there.
+func origin(l *Line) string {
+	if l.Where == "kernel" {
+		return "kernel: " + l.Text
+	}
+	return l.Where
 }
