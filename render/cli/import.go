@@ -36,9 +36,9 @@ kept in the profile as comments, with the reason.
 %s
 Exit codes: 0 everything carried over and the profile is valid; 3 the
 profile was written, but something was not carried over or it does not
-validate (see stderr); 2 invalid usage, or FILE is not shell a shell would read
-(an unclosed quote);
-1 I/O failure (FILE unreadable, PROFILE not written).
+validate (see stderr); 2 invalid usage, or FILE has syntax no shell reads
+(an unclosed quote): nothing written; 1 I/O failure (FILE unreadable,
+PROFILE exists or cannot be written).
 `
 
 func runImport(args []string, stdout, stderr io.Writer) int {
