@@ -109,5 +109,6 @@ type Env struct {
 }
 
 func (s *State) skip(l *Line, reason string) {
-	s.Skipped = append(s.Skipped, Skipped{Line: *l, Reason: reason})
+	// A reason quotes words of the line, which may hold anything.
+	s.Skipped = append(s.Skipped, Skipped{Line: *l, Reason: oneLine(reason)})
 }

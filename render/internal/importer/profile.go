@@ -104,6 +104,9 @@ func Profile(st *State, env Env, source string) *Result {
 			st.skip(s, "not carried over: it deletes the system's default route, and the file adds no default via an interface in its place (default_route replaces, it never only deletes)")
 		}
 	}
+	for i, n := range b.notes {
+		b.notes[i] = oneLine(n)
+	}
 	res := &Result{Skipped: st.Skipped, Notes: b.notes}
 	res.Profile = []byte(b.write(source))
 	return res

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
@@ -150,8 +152,8 @@ func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	var b strings.Builder
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
-			fmt.Fprintf(&b, "\\x%02x", r)
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			fmt.Fprintf(&b, "\\u%04x", r)
 			continue
 		}
 		b.WriteRune(r)
