@@ -115,7 +115,9 @@ func TestLines(t *testing.T) {
 		{name: "per-interface rp_filter", src: "sysctl -w net.ipv4.conf.eth1.rp_filter=2\n", skipped: "net.ipv4.conf.eth1.rp_filter: the profile's rp_filter is one value"},
 		{name: "other sysctl", src: "echo 0 > /proc/sys/net/ipv4/conf/all/send_redirects\n", skipped: "net.ipv4.conf.all.send_redirects has no profile key"},
 		{name: "sed BRE and sysctl -p", src: "sed -i 's/^net.ipv4.ip_forward.*/net.ipv4.ip_forward = 1/' /etc/sysctl.conf\nsysctl -p\n", want: []string{"ip_forward = true  # rc.local:2"}},
-		{name: "sed that matches nothing", src: "sed -i 's/#net.ipv4.ip_forward=1/net.ipv4.ip_forward=1/' /etc/sysctl.conf\nsysctl -p\n", skipped: "changed no line of /etc/sysctl.conf"},
+		{name: "sed that matches nothing", src: "sed -i 's/#net.ipv4.conf.all.forwarding=1/net.ipv4.conf.all.forwarding=1/' /etc/sysctl.conf\nsysctl -p\n", skipped: "/etc/sysctl.conf is not set in it as it is on this machine, so the file does not set net.ipv4.conf.all.forwarding"},
+		{name: "sed already done", src: "sed -i 's/net.ipv4.ip_forward = 1/net.ipv4.ip_forward = 0/' /etc/sysctl.conf\nsysctl -p\n", want: []string{"ip_forward = false  # rc.local:2"}},
+		{name: "sysctl -p alone", src: "sysctl -p\n", note: "sysctl -p re-applies /etc/sysctl.conf, which the boot applies anyway"},
 		{name: "appended sysctl.conf", src: "echo 'net.ipv4.ip_forward = 1' >> /etc/sysctl.conf\nsysctl -p >/dev/null\n", want: []string{"ip_forward = true"}},
 		{name: "variables", src: "GW=172.22.5.97\nDEV='eth2'\nip route add 10.0.0.0/8 via \"$GW\" dev ${DEV}\n", want: []string{`via = "172.22.5.97"`, `dev = "eth2"`}},
 		{name: "unset variable", src: "ip route add 10.0.0.0/8 via $GW\n", skipped: "uses $GW, which the file does not set"},
@@ -123,7 +125,11 @@ func TestLines(t *testing.T) {
 		{name: "continuation", src: "ip route add 10.0.0.0/8 \\\n  via 172.22.5.97 \\\n  dev eth2\n", want: []string{`[[route]]  # rc.local:1`}},
 		{name: "pipe", src: "ip route add 10.0.0.0/8 dev eth2 | logger\n", skipped: `does not follow "|"`},
 		{name: "or true and redirections", src: "ip route add 10.0.0.0/8 dev eth2 2>/dev/null || true\n", want: []string{`to = "10.0.0.0/8"`}},
-		{name: "after exit", src: "set -e\nexit 0\nip route add 10.0.0.0/8 dev eth2\n", skipped: "comes after the exit at rc.local:2"},
+		{name: "after exit", src: "set -e\nexit 0\nip route add 10.0.0.0/8 dev eth2\n", skipped: "never runs: it comes after the exit at rc.local:2"},
+		{name: "set -e stops at a failure", src: "set -eu\nip route add 10.0.0.0/8 dev eth2\nip route add 10.0.0.0/8 dev eth3\nip rule add from 10.1.0.0/16 table 200\n",
+			skipped: "File exists", want: []string{`dev = "eth2"`}},
+		{name: "set -e and || true", src: "#!/bin/sh -e\nip route add 10.0.0.0/8 dev eth2\nip route add 10.0.0.0/8 dev eth3 || true\nip rule add from 10.1.0.0/16 table 200\n",
+			skipped: "File exists", want: []string{`dev = "eth2"`, "priority = 32765"}},
 		{name: "link", src: "ip link set eth2 up\n", skipped: "ip link has no profile key"},
 		{name: "address from the file", src: "ip addr add 10.5.0.2/24 dev eth9\nip route add 10.6.0.0/16 via 10.5.0.1 dev eth9\n",
 			skipped: "nicpersist does not assign addresses", want: []string{`name = "eth9"`, `address = "10.5.0.2/24"  # from the file`}},
@@ -246,4 +252,30 @@ func FuzzRCLocal(f *testing.F) {
 		}
 		plan.Build(profile.Decode(res.Profile, &diag.List{}), &diag.List{})
 	})
+}
+
+func TestErrexit(t *testing.T) {
+	for _, tc := range []struct {
+		src   string
+		skips []string
+	}{
+		{"set -e\nip route add 10.0.0.0/8 dev eth2\nip route add 10.0.0.0/8 dev eth3\nip rule add from 10.1.0.0/16 table 200\n",
+			[]string{"File exists", "never runs: set -e stops the file at rc.local:3, which fails"}},
+		{"set -e\nset +e\nip route add 10.0.0.0/8 dev eth2\nip route add 10.0.0.0/8 dev eth3\nip rule add from 10.1.0.0/16 table 200\n",
+			[]string{"File exists"}},
+		{"set -o errexit\nip rule add from 10.1.0.0/16 table nosuch\nip rule add from 10.1.0.0/16 table 200\n",
+			[]string{"neither a number nor a name", "never runs"}},
+	} {
+		res, err := importText(t, tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := len(res.Skipped) == len(tc.skips)
+		for i := 0; ok && i < len(tc.skips); i++ {
+			ok = strings.Contains(res.Skipped[i].Reason, tc.skips[i])
+		}
+		if !ok {
+			t.Errorf("%q: skipped %+v, want %q", tc.src, res.Skipped, tc.skips)
+		}
+	}
 }

@@ -26,13 +26,41 @@ type script struct {
 	prios map[plan.Family][]uint32
 	// conf holds the sysctl.conf files the file edits: their text now and
 	// as the file found it.
-	conf map[string]*confFile
-	exit *Line // the exit that ended the script
+	conf    map[string]*confFile
+	exit    *Line  // the line that ended the script
+	exitWhy string // how it ended it
+	// errexit is set -e: a command that fails ends the script, unless
+	// guarded (cmd || true).
+	errexit, guarded bool
 }
 
 type confFile struct {
 	orig, now string
 	missing   bool
+	// keys the file edits in it (by sed or an append), in order: what a
+	// later sysctl -p sets on the file's behalf. The other lines the boot
+	// sets anyway.
+	keys []string
+}
+
+func (c *confFile) touch(line string) {
+	k := confKey(line)
+	if k != "" && !slices.Contains(c.keys, k) {
+		c.keys = append(c.keys, k)
+	}
+}
+
+// confKey is the key of a sysctl.conf line, "" for a comment or blank.
+func confKey(line string) string {
+	line = strings.TrimSpace(line)
+	if line == "" || line[0] == '#' || line[0] == ';' {
+		return ""
+	}
+	k, _, found := strings.Cut(strings.TrimPrefix(line, "-"), "=")
+	if !found {
+		return ""
+	}
+	return strings.ReplaceAll(strings.TrimSpace(k), "/", ".")
 }
 
 // ParseRCLocal works out the state that running src (an rc.local named
@@ -99,17 +127,29 @@ func isKernelTable(id uint32) bool {
 	return id == 0 || id == plan.TableMain || id == plan.TableLocal || id == plan.TableDefault
 }
 
+// fail records a command that fails when the file runs: under set -e,
+// unless guarded, the file stops there.
+func (s *script) fail(ln *Line, reason string) {
+	s.st.skip(ln, reason)
+	if s.errexit && !s.guarded {
+		s.exit, s.exitWhy = ln, "set -e stops the file at "+ln.Where+", which fails"
+	}
+}
+
 func (s *script) where(l logical) string { return fmt.Sprintf("%s:%d", s.name, l.line) }
 
 // logical runs one line of the file.
 func (s *script) logical(l logical) {
 	text := strings.TrimSpace(l.text)
 	if text == "" || strings.HasPrefix(text, "#") {
+		if l.line == 1 && strings.HasPrefix(text, "#!") && slices.Contains(strings.Fields(text)[1:], "-e") {
+			s.errexit = true // #!/bin/sh -e
+		}
 		return // comments and the shebang
 	}
 	ln := &Line{Where: s.where(l), Text: oneLine(text)}
 	if s.exit != nil {
-		s.st.skip(ln, fmt.Sprintf("comes after the exit at %s, so it never runs", s.exit.Where))
+		s.st.skip(ln, fmt.Sprintf("never runs: %s", s.exitWhy))
 		return
 	}
 	words, err := split(text, s.vars)
@@ -130,6 +170,7 @@ func (s *script) logical(l logical) {
 			case op == ";" || op == "&&":
 			case op == "||" && i+1 < len(words) && (words[i+1].s == "true" || words[i+1].s == ":") && (i+2 == len(words) || words[i+2].op):
 				i++
+				s.guarded = true
 			case strings.ContainsAny(op, "<>"):
 				cmd = append(cmd, words[i])
 				continue
@@ -139,7 +180,9 @@ func (s *script) logical(l logical) {
 			}
 		}
 		if len(cmd) > 0 {
-			if !s.command(ln, cmd) {
+			ok := s.command(ln, cmd)
+			s.guarded = false
+			if !ok {
 				return
 			}
 		}
@@ -212,14 +255,26 @@ func (s *script) command(ln *Line, cmd []word) bool {
 			}
 		}
 		return true
-	case "set", "true", ":", "sleep", "logger":
-		return true // no state: set -e and friends, pauses, logging
+	case "set":
+		for i, a := range args[1:] {
+			switch {
+			case strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a, "e"):
+				s.errexit = true
+			case strings.HasPrefix(a, "+") && strings.Contains(a, "e"):
+				s.errexit = false
+			case a == "errexit" && i > 0 && (args[i] == "-o" || args[i] == "+o"):
+				s.errexit = args[i] == "-o"
+			}
+		}
+		return true
+	case "true", ":", "sleep", "logger":
+		return true // no state: pauses, logging
 	case "touch":
 		if len(args) == 2 && args[1] == "/var/lock/subsys/local" {
 			return true // rc.local's own lock file on RHEL
 		}
 	case "exit":
-		s.exit = ln
+		s.exit, s.exitWhy = ln, "it comes after the exit at "+ln.Where
 		return false
 	case "ip":
 		return s.ip(ln, args[1:])
@@ -411,7 +466,7 @@ func (s *script) ipRoute(ln *Line, fam plan.Family, args []string) bool {
 			case "table":
 				t, ok := s.table(v)
 				if !ok {
-					s.st.skip(ln, fmt.Sprintf("not carried over: table %q is neither a number nor a name in rt_tables, so ip refuses the line", v))
+					s.fail(ln, fmt.Sprintf("not carried over: table %q is neither a number nor a name in rt_tables, so ip refuses the line", v))
 					return false
 				}
 				r.Table = t
@@ -528,7 +583,7 @@ func (s *script) addRoute(ln *Line, r Route, replace bool) bool {
 	for i, old := range s.st.Routes {
 		if old.key() == r.key() {
 			if !replace {
-				s.st.skip(ln, fmt.Sprintf("not carried over: %s already made this route, so ip refuses it (File exists)", old.From.Where))
+				s.fail(ln, fmt.Sprintf("not carried over: %s already made this route, so ip refuses it (File exists)", old.From.Where))
 				return false
 			}
 			s.st.Routes[i] = r
@@ -637,7 +692,7 @@ func (s *script) ipRule(ln *Line, fam plan.Family, args []string) bool {
 			case "table", "lookup":
 				t, ok := s.table(v)
 				if !ok {
-					s.st.skip(ln, fmt.Sprintf("not carried over: table %q is neither a number nor a name in rt_tables, so ip refuses the line", v))
+					s.fail(ln, fmt.Sprintf("not carried over: table %q is neither a number nor a name in rt_tables, so ip refuses the line", v))
 					return false
 				}
 				r.Table, tableSet = t, true
@@ -695,7 +750,7 @@ func (s *script) ipRule(ln *Line, fam plan.Family, args []string) bool {
 	} else {
 		for _, old := range s.st.Rules {
 			if old.Fam == r.Fam && old.Prio == r.Prio && old.From == r.From && old.To == r.To && old.IIF == r.IIF && old.OIF == r.OIF && old.FWMark == r.FWMark && old.Table == r.Table {
-				s.st.skip(ln, fmt.Sprintf("not carried over: %s already made this rule, so ip refuses it (File exists)", old.Src.Where))
+				s.fail(ln, fmt.Sprintf("not carried over: %s already made this rule, so ip refuses it (File exists)", old.Src.Where))
 				return false
 			}
 		}
@@ -1121,35 +1176,37 @@ func (s *script) conffile(p string) *confFile {
 	return c
 }
 
-// loadConf is sysctl -p: the lines the file changed in the conf file are
-// what it sets (the others the boot sets anyway, from the same file).
+// loadConf is sysctl -p: it sets the keys the file edited in the conf
+// file, to their value there now. Editing is what the file means: where it
+// ran before, the edit is already in the file and the sed matches nothing,
+// but the key still has the value it set. Keys the file did not edit the
+// boot sets anyway, from the same file.
 func (s *script) loadConf(ln *Line, p string) bool {
 	c := s.conffile(p)
-	orig := map[string]bool{}
-	for _, l := range strings.Split(c.orig, "\n") {
-		orig[strings.TrimSpace(l)] = true
+	if len(c.keys) == 0 {
+		s.st.Notes = append(s.st.Notes, fmt.Sprintf("%s: sysctl -p re-applies %s, which the boot applies anyway; the file edits no key in it, so there is nothing to carry over", ln.Where, p))
+		return true
 	}
-	changed := false
-	ok := true
+	values := map[string]string{}
 	for _, l := range strings.Split(c.now, "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || l[0] == '#' || l[0] == ';' || orig[l] {
-			continue
+		if k := confKey(l); k != "" {
+			_, v, _ := strings.Cut(l, "=")
+			values[k] = v
 		}
-		k, v, found := strings.Cut(strings.TrimPrefix(l, "-"), "=")
-		if !found {
-			continue
-		}
-		changed = true
-		ok = s.setSysctl(ln, strings.TrimSpace(k), v) && ok
 	}
-	if !changed {
-		if c.missing && c.now == "" {
-			s.st.skip(ln, fmt.Sprintf("not carried over: %s does not exist here, so import cannot tell what sysctl -p sets", p))
-		} else {
-			s.st.skip(ln, fmt.Sprintf("not carried over: the file changed no line of %s as it is here (did its sed match nothing?), so sysctl -p sets only what the boot sets anyway", p))
+	ok := true
+	for _, k := range c.keys {
+		v, set := values[k]
+		if !set {
+			why := "is not set in it"
+			if c.missing {
+				why = "does not exist here"
+			}
+			s.st.skip(ln, fmt.Sprintf("not carried over: sysctl -p: %s %s as it is on this machine, so the file does not set %s (does its sed match nothing here?)", p, why, k))
+			ok = false
+			continue
 		}
-		return false
+		ok = s.setSysctl(ln, k, v) && ok
 	}
 	return ok
 }
@@ -1195,6 +1252,9 @@ func (s *script) echo(ln *Line, args []string, out, mode string) bool {
 			c.now += text + "\n"
 		} else {
 			c.now = text + "\n"
+		}
+		for _, l := range strings.Split(text, "\n") {
+			c.touch(l)
 		}
 		if strings.HasPrefix(out, "/etc/sysctl.d/") {
 			// The boot reads sysctl.d, and so must the profile.
@@ -1266,6 +1326,7 @@ func (s *script) sed(ln *Line, args []string) bool {
 			c := s.conffile(f)
 			var lines []string
 			for _, l := range strings.Split(c.now, "\n") {
+				old := l
 				if global {
 					l = re.ReplaceAllString(l, repl)
 				} else if loc := re.FindStringSubmatchIndex(l); loc != nil {
@@ -1273,9 +1334,15 @@ func (s *script) sed(ln *Line, args []string) bool {
 					dst = re.ExpandString(dst, repl, l, loc)
 					l = l[:loc[0]] + string(dst) + l[loc[1]:]
 				}
+				if l != old {
+					c.touch(l)
+				}
 				lines = append(lines, l)
 			}
 			c.now = strings.Join(lines, "\n")
+			// The key the replacement writes, as the file means it even
+			// where the edit is already done.
+			c.touch(strings.NewReplacer("\\", "", "^", "", "$", "").Replace(replText(e)))
 		}
 	}
 	return true
@@ -1283,6 +1350,18 @@ func (s *script) sed(ln *Line, args []string) bool {
 
 func hasE(args []string) bool {
 	return slices.Contains(args, "-e") || slices.Contains(args, "--expression")
+}
+
+// replText is the replacement of an s command, as written.
+func replText(e string) string {
+	if len(e) < 2 {
+		return ""
+	}
+	parts := strings.Split(e[2:], string(e[1]))
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
 }
 
 // sedSubst reads one s/A/B/flags command as a Go regexp and template.
