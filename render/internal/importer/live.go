@@ -37,7 +37,8 @@ const (
 // LiveState is the state of the running kernel, as far as a profile can say
 // it.
 func LiveState(k Kernel, env Env) *State {
-	st := &State{Names: map[uint32]string{}, DelDefault: map[plan.Family]*Line{}, FileAddrs: map[string][]netip.Prefix{}}
+	st := &State{Names: map[uint32]string{}, DelDefault: map[plan.Family]*Line{}, FileAddrs: map[string][]netip.Prefix{},
+		Live: true, StackGateways: map[string]map[plan.Family]netip.Addr{}}
 	s := &script{st: st, name: "kernel", env: env, vars: map[string]string{}, byName: map[string]uint32{}, conf: map[string]*confFile{}}
 	s.readTables()
 	names := map[int32]string{}
@@ -50,6 +51,14 @@ func LiveState(k Kernel, env Env) *State {
 				continue
 			}
 			if r.Table == plan.TableMain && (r.Proto == rtprotKernel || r.Proto == rtprotRA || r.Proto == rtprotDHCP) {
+				if dev := names[r.OIF]; r.Dst.Bits() == 0 && r.Gateway.IsValid() && dev != "" {
+					if st.StackGateways[dev] == nil {
+						st.StackGateways[dev] = map[plan.Family]netip.Addr{}
+					}
+					if _, ok := st.StackGateways[dev][f]; !ok {
+						st.StackGateways[dev][f] = r.Gateway
+					}
+				}
 				continue // the network stack's own
 			}
 			if f == plan.V6 && r.Proto == rtprotKernel && r.Dst.Addr().IsLinkLocalUnicast() {

@@ -28,8 +28,15 @@ type State struct {
 	// FileAddrs are interface addresses the set-up itself shows (ip addr
 	// add, a route's src), for interfaces the running kernel does not have.
 	FileAddrs map[string][]netip.Prefix
-	Skipped   []Skipped
-	Notes     []string
+	// Live says every link with an address belongs in the profile: an
+	// import of the running kernel describes its NICs.
+	Live bool
+	// StackGateways are the gateways of the defaults the network stack
+	// made (DHCP, router advertisements), per link: an interface's
+	// gateway when no pattern gives one.
+	StackGateways map[string]map[plan.Family]netip.Addr
+	Skipped       []Skipped
+	Notes         []string
 }
 
 // Line is where a fact comes from: "rc.local:5", and the line's text.

@@ -89,16 +89,18 @@ func Profile(st *State, env Env, source string) *Result {
 	}
 	// rp_filter from net.ipv4.conf.all acts on every NIC, the profile's
 	// on its interfaces: every link with an address joins the profile.
+	all := st.Live
 	for _, s := range st.Sysctls {
-		if s.Key != "rp_filter" {
-			continue
-		}
+		all = all || s.Key == "rp_filter"
+	}
+	if all {
 		for n, addrs := range env.Links {
 			if n != "lo" && len(addrs) > 0 {
 				b.iface(n)
 			}
 		}
 	}
+	b.stackGateways()
 	for _, s := range st.DelDefault {
 		if s != nil {
 			st.skip(s, "not carried over: it deletes the system's default route, and the file adds no default via an interface in its place (default_route replaces, it never only deletes)")
@@ -250,6 +252,32 @@ func (b *builder) replyViaSelf() {
 			if !subnet {
 				b.notes = append(b.notes, fmt.Sprintf("adds route %q: reply_via_self always puts %s's subnet in its table, which %s does not", fmt.Sprintf("%s dev %s table %d", addr.Masked(), dev, rule.Table), dev, r.From.Where))
 			}
+		}
+	}
+}
+
+// stackGateways gives an interface without default_route or
+// reply_via_self the gateway of the stack's default through it. It renders
+// nothing, but says which NICs have one, so that check can warn when the
+// default moves away from them. Not with a convenience: they expand every
+// family with a gateway.
+func (b *builder) stackGateways() {
+	for name, gws := range b.st.StackGateways {
+		it, ok := b.ifs[name]
+		if !ok || it.reply || it.def {
+			continue
+		}
+		for _, f := range []plan.Family{plan.V4, plan.V6} {
+			g, hint := gws[f]
+			a, ok := it.addr[f]
+			if !hint {
+				continue
+			}
+			if _, set := it.gw[f]; set || !ok || !a.Masked().Contains(g) && !(f == plan.V6 && g.IsLinkLocalUnicast()) {
+				continue
+			}
+			it.gw[f] = g
+			it.comments = append(it.comments, fmt.Sprintf("gateway%s: the network stack's default route via %s", f.Suffix(), g))
 		}
 	}
 }
