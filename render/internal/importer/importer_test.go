@@ -115,7 +115,7 @@ func TestLines(t *testing.T) {
 		{name: "per-interface rp_filter", src: "sysctl -w net.ipv4.conf.eth1.rp_filter=2\n", skipped: "net.ipv4.conf.eth1.rp_filter: the profile's rp_filter is one value"},
 		{name: "other sysctl", src: "echo 0 > /proc/sys/net/ipv4/conf/all/send_redirects\n", skipped: "net.ipv4.conf.all.send_redirects has no profile key"},
 		{name: "sed BRE and sysctl -p", src: "sed -i 's/^net.ipv4.ip_forward.*/net.ipv4.ip_forward = 1/' /etc/sysctl.conf\nsysctl -p\n", want: []string{"ip_forward = true  # rc.local:2"}},
-		{name: "sed that matches nothing", src: "sed -i 's/#net.ipv4.conf.all.forwarding=1/net.ipv4.conf.all.forwarding=1/' /etc/sysctl.conf\nsysctl -p\n", skipped: "/etc/sysctl.conf is not set in it as it is on this machine, so the file does not set net.ipv4.conf.all.forwarding"},
+		{name: "sed that matches nothing", src: "sed -i 's/#net.ipv4.conf.all.forwarding=1/net.ipv4.conf.all.forwarding=1/' /etc/sysctl.conf\nsysctl -p\n", skipped: "net.ipv4.conf.all.forwarding has no line in /etc/sysctl.conf as it is on this machine (the edit matches nothing here), so running the script does not set"},
 		{name: "sed already done", src: "sed -i 's/net.ipv4.ip_forward = 1/net.ipv4.ip_forward = 0/' /etc/sysctl.conf\nsysctl -p\n", want: []string{"ip_forward = false  # rc.local:2"}},
 		{name: "sysctl -p alone", src: "sysctl -p\n", note: "sysctl -p re-applies /etc/sysctl.conf, which the boot applies anyway"},
 		{name: "appended sysctl.conf", src: "echo 'net.ipv4.ip_forward = 1' >> /etc/sysctl.conf\nsysctl -p >/dev/null\n", want: []string{"ip_forward = true"}},

@@ -1198,11 +1198,11 @@ func (s *script) loadConf(ln *Line, p string) bool {
 	for _, k := range c.keys {
 		v, set := values[k]
 		if !set {
-			why := "is not set in it"
+			why := fmt.Sprintf("%s has no line in %s as it is on this machine (the edit matches nothing here)", k, p)
 			if c.missing {
-				why = "does not exist here"
+				why = fmt.Sprintf("%s does not exist on this machine", p)
 			}
-			s.st.skip(ln, fmt.Sprintf("not carried over: sysctl -p: %s %s as it is on this machine, so the file does not set %s (does its sed match nothing here?)", p, why, k))
+			s.st.skip(ln, fmt.Sprintf("not carried over: sysctl -p: %s, so running the script does not set %s", why, k))
 			ok = false
 			continue
 		}
