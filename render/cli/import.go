@@ -73,7 +73,7 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 			return ExitRuntime
 		}
 	}
-	env := importer.Env{ReadFile: os.ReadFile}
+	env := importer.Env{ReadFile: os.ReadFile, Glob: filepath.Glob}
 	links, lerr := apply.ReadLinks()
 	if lerr == nil {
 		env.Links = map[string][]netip.Prefix{}

@@ -19,8 +19,9 @@ import (
 // sysctl.conf with the line the seed's sed expects.
 func testEnv() Env {
 	files := map[string]string{
-		"/etc/iproute2/rt_tables": "255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n",
-		"/etc/sysctl.conf":        "# System default settings live in /usr/lib/sysctl.d/00-system.conf.\nnet.ipv4.ip_forward = 0\n",
+		"/etc/iproute2/rt_tables":              "255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n",
+		"/etc/sysctl.conf":                     "# System default settings live in /usr/lib/sysctl.d/00-system.conf.\nnet.ipv4.ip_forward = 0\n",
+		"/etc/iproute2/rt_tables.d/cloud.conf": "# a drop-in\n300 cloud-eth1\n",
 	}
 	return Env{
 		ReadFile: func(p string) ([]byte, error) {
@@ -28,6 +29,15 @@ func testEnv() Env {
 				return []byte(s), nil
 			}
 			return nil, fs.ErrNotExist
+		},
+		Glob: func(pattern string) ([]string, error) {
+			var out []string
+			for p := range files {
+				if ok, _ := filepath.Match(pattern, p); ok {
+					out = append(out, p)
+				}
+			}
+			return out, nil
 		},
 		Links: map[string][]netip.Prefix{
 			"lo":   {netip.MustParsePrefix("127.0.0.1/8")},
@@ -84,6 +94,8 @@ func TestLines(t *testing.T) {
 		{name: "table by name",
 			src:  "echo '150 uplink' >> /etc/iproute2/rt_tables\nip route add 10.9.0.0/16 via 172.22.5.97 table uplink\nip rule add iif eth3 lookup uplink priority 40\n",
 			want: []string{"[[table]]\nid = 150\nname = \"uplink\"", `dev = "eth2"`, `table = "uplink"`, "priority = 40", `iif = "eth3"`}},
+		{name: "table from rt_tables.d", src: "ip rule add from 10.1.0.0/16 table cloud-eth1 pref 50\nip route add default via 172.22.5.65 table cloud-eth1\n",
+			want: []string{"id = 300\nname = \"cloud-eth1\"", "priority = 50", `table = "cloud-eth1"`}},
 		{name: "unknown table name", src: "ip rule add from 10.1.0.0/16 table nosuch\n", skipped: `table "nosuch" is neither a number nor a name`},
 		{name: "src", src: "ip route add 10.0.0.0/8 via 172.22.5.97 dev eth2 src 172.22.5.100\n", skipped: "src 172.22.5.100 has no profile key"},
 		{name: "scope host", src: "ip route add 10.0.0.0/8 dev eth2 scope host\n", skipped: "scope host has no profile key"},

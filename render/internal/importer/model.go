@@ -110,6 +110,8 @@ type Env struct {
 	// ReadFile reads a file of the system (/etc/iproute2/rt_tables,
 	// /etc/sysctl.conf).
 	ReadFile func(path string) ([]byte, error)
+	// Glob lists files (rt_tables.d/*.conf); nil reads none.
+	Glob func(pattern string) ([]string, error)
 	// Links are the links of the running kernel with their global
 	// addresses; nil when they cannot be read.
 	Links map[string][]netip.Prefix

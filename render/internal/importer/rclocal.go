@@ -89,17 +89,27 @@ func (s *script) readTables() {
 	for id, n := range map[uint32]string{plan.TableMain: "main", plan.TableLocal: "local", plan.TableDefault: "default", 0: "unspec"} {
 		s.byName[n] = id
 	}
-	files := []string{"/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables", "/usr/lib/iproute2/rt_tables"}
-	for _, f := range files {
-		if s.env.ReadFile == nil {
+	if s.env.ReadFile == nil {
+		return
+	}
+	// iproute2 reads /etc's file, else (from 6.5) the distribution's, then
+	// the rt_tables.d drop-ins of both.
+	for _, f := range []string{"/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables", "/usr/lib/iproute2/rt_tables"} {
+		if b, err := s.env.ReadFile(f); err == nil {
+			s.rtTables(string(b))
 			break
 		}
-		b, err := s.env.ReadFile(f)
-		if err != nil {
-			continue
+	}
+	if s.env.Glob == nil {
+		return
+	}
+	for _, dir := range []string{"/usr/share/iproute2/rt_tables.d", "/usr/lib/iproute2/rt_tables.d", "/etc/iproute2/rt_tables.d"} {
+		files, _ := s.env.Glob(dir + "/*.conf")
+		for _, f := range files {
+			if b, err := s.env.ReadFile(f); err == nil {
+				s.rtTables(string(b))
+			}
 		}
-		s.rtTables(string(b))
-		break
 	}
 }
 
