@@ -207,13 +207,18 @@ func readKernel(links []apply.Link) (importer.Kernel, error) {
 		if k.Rules[f], err = apply.DumpRules(f); err != nil {
 			return k, err
 		}
+		// NAT that cannot be read is listed as not carried, not fatal:
+		// the routes and rules are still worth having.
 		save := f.IPTables() + "-save"
-		if _, err := exec.LookPath(save); err != nil {
-			continue
-		}
 		o, err := exec.Command(save, "-t", "nat").Output()
 		if err != nil {
-			return k, fmt.Errorf("%s -t nat: %v", save, err)
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
+			}
+			k.Unread = append(k.Unread, importer.Skipped{Line: importer.Line{Where: "kernel", Text: save + " -t nat"},
+				Reason: fmt.Sprintf("not carried over: the %s NAT rules could not be read: %v", f, err)})
+			continue
 		}
 		k.NATSave[f] = string(o)
 	}

@@ -21,6 +21,9 @@ type Kernel struct {
 	NATSave map[plan.Family]string
 	// Sysctl reads a file under /proc/sys ("net/ipv4/ip_forward").
 	Sysctl func(key string) (string, bool)
+	// Unread says what could not be read, and why: listed as not
+	// carried over.
+	Unread []Skipped
 }
 
 // Route protocols (RTPROT_*) that mean the network stack made the route:
@@ -120,6 +123,9 @@ func LiveState(k Kernel, env Env) *State {
 	}
 	if k.Sysctl != nil {
 		s.liveSysctls(k)
+	}
+	for _, u := range k.Unread {
+		st.skip(&u.Line, u.Reason)
 	}
 	return st
 }
