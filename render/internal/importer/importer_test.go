@@ -228,7 +228,7 @@ func FuzzRCLocal(f *testing.F) {
 	for _, s := range []string{
 		"ip route add 10.0.0.0/8 via $X\n", "X='a\nb'\nip rule add from $X table 1\n",
 		"echo \"1 \\\"x\\\"\" >> /etc/iproute2/rt_tables\nip rule add from 10.0.0.0/8 table '\"x\"'\n",
-		"sed -ri 's/(a)+/\\1&/g' /etc/sysctl.conf; sysctl -p\n", "ip -6 route add default via fe80::1%eth1 dev eth1\n",
+		"sed -ri 's/(a)+/\\1&/g' /etc/sysctl.conf; sysctl -p\n", "ip -6 route del default\nip route del default\n", "ip -6 route add default via fe80::1%eth1 dev eth1\n",
 		"iptables -t nat -I POSTROUTING 3 -o 'eth 2' -j MASQUERADE\n", "ip route add 10.0.0.0/8 dev \"$(printf '\\x01')\"\n",
 	} {
 		f.Add(s)

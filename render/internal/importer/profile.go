@@ -101,8 +101,8 @@ func Profile(st *State, env Env, source string) *Result {
 		}
 	}
 	b.stackGateways()
-	for _, s := range st.DelDefault {
-		if s != nil {
+	for _, f := range []plan.Family{plan.V4, plan.V6} {
+		if s := st.DelDefault[f]; s != nil {
 			st.skip(s, "not carried over: it deletes the system's default route, and the file adds no default via an interface in its place (default_route replaces, it never only deletes)")
 		}
 	}
