@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nicpersist/nicpersist/render/testenv"
 )
@@ -30,13 +31,19 @@ func needImport(t *testing.T) {
 func importNS(t *testing.T, suffix string) string {
 	t.Helper()
 	ns := testenv.Netns(t, importPrefix, suffix)
+	// Link-local addresses (and their local routes) come when duplicate
+	// address detection ends, at a moment no snapshot can pin: off, and
+	// waited for below, they are there before anything is compared.
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
 	var lines []string
 	lines = append(lines, "link set lo up")
 	addrs := map[int][2]string{1: {"172.22.5.68/27", "2001:db8:1::68/64"}, 2: {"172.22.5.100/27", "2001:db8:2::100/64"}, 3: {"172.22.5.132/26", "2001:db8:3::132/64"}}
 	for i := 1; i <= 3; i++ {
 		n := strconv.Itoa(i)
 		lines = append(lines,
-			"link add eth"+n+" type veth peer name peer"+n,
+			// Fixed MACs: the link-local addresses, and their local
+			// routes, are then the same in both namespaces.
+			"link add eth"+n+" address 02:00:00:00:00:0"+n+" type veth peer name peer"+n+" address 02:00:00:00:01:0"+n,
 			"link set peer"+n+" up",
 			"link set eth"+n+" up",
 			"address add "+addrs[i][0]+" dev eth"+n,
@@ -44,6 +51,15 @@ func importNS(t *testing.T, suffix string) string {
 	}
 	lines = append(lines, "route add default via 172.22.5.65 dev eth1 proto dhcp")
 	ipBatch(t, ns, lines...)
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		out := run(t, "ip", "-n", ns, "-6", "-o", "address", "show", "scope", "link")
+		if strings.Count(out, "fe80::") == 6 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("%s: the six link-local addresses did not come:\n%s", ns, out)
+		}
+	}
 	return ns
 }
 
