@@ -5,15 +5,19 @@ _nicpersist() {
 	local cur prev words cword
 	_init_completion || return
 
-	local cmds="render check apply uninstall try version help"
+	local cmds="render check apply uninstall try import version help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
 		return
 	fi
 
 	case $prev in
-	--profile)
+	--profile | --out)
 		_filedir toml
+		return
+		;;
+	--rc-local)
+		_filedir
 		return
 		;;
 	--root | --dir | --state)
@@ -39,6 +43,7 @@ _nicpersist() {
 	check) flags="--profile --root --help" ;;
 	uninstall) flags="--root --dry-run --json --help" ;;
 	try) flags="--profile --root --target --rhel-stack --timeout --confirm --help" ;;
+	import) flags="--rc-local --live --out --force --help" ;;
 	apply)
 		if [[ $cword -eq 2 ]]; then
 			COMPREPLY=($(compgen -W "start stop" -- "$cur"))

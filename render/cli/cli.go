@@ -48,9 +48,11 @@ Usage:
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
   nicpersist try     [--profile FILE] [--root DIR] [--target T] [--timeout SECONDS]
   nicpersist try     --confirm
+  nicpersist import  --rc-local FILE | --live [--out PROFILE [--force]]
   nicpersist version
 
-Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
+Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile;
+import: 3 the profile was written but is incomplete or invalid (see "nicpersist import --help").
 Run "nicpersist <command> --help" for a command's flags.
 `
 
@@ -78,6 +80,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runUninstall(args[1:], stdout, stderr)
 	case "try":
 		return runTry(args[1:], os.Stdin, stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
 			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")

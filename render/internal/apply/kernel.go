@@ -114,6 +114,35 @@ type kroute struct {
 // dumpRoutes reads every route of a family, in every table, over netlink:
 // the stdlib's NETLINK_ROUTE dump, no process and no text to parse.
 func dumpRoutes(f plan.Family) ([]kroute, error) {
+	rs, err := DumpRoutes(f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kroute, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, kroute{table: r.Table, dst: r.Dst, metric: r.Metric, proto: r.Proto})
+	}
+	return out, nil
+}
+
+// Route is a kernel route with what `nicpersist import --live` needs to
+// write it back as a profile.
+type Route struct {
+	Table     uint32
+	Dst       netip.Prefix
+	Metric    uint32
+	Proto     uint8 // RTPROT_*: 2 kernel, 3 boot, 4 static, 9 ra, 16 dhcp
+	Type      uint8 // RTN_*: 1 unicast
+	Scope     uint8
+	Flags     uint32 // RTNH_F_*: 4 onlink
+	Gateway   netip.Addr
+	PrefSrc   netip.Addr
+	OIF       int32
+	Multipath bool
+}
+
+// DumpRoutes reads every route of a family, in every table, over netlink.
+func DumpRoutes(f plan.Family) ([]Route, error) {
 	fam := syscall.AF_INET
 	if f == plan.V6 {
 		fam = syscall.AF_INET6
@@ -122,40 +151,51 @@ func dumpRoutes(f plan.Family) ([]kroute, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink route dump: %w", err)
 	}
-	var out []kroute
+	var out []Route
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Header.Type != syscall.RTM_NEWROUTE || len(m.Data) < syscall.SizeofRtMsg {
 			continue
 		}
-		// struct rtmsg: family, dst_len, src_len, tos, table, protocol, ...
+		// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+		// scope, type, flags (4)
 		if int(m.Data[0]) != fam {
 			continue
 		}
-		r := kroute{table: uint32(m.Data[4]), proto: m.Data[5]}
+		r := Route{Table: uint32(m.Data[4]), Proto: m.Data[5], Scope: m.Data[6], Type: m.Data[7], Flags: binary.NativeEndian.Uint32(m.Data[8:12])}
 		attrs, err := syscall.ParseNetlinkRouteAttr(m)
 		if err != nil {
 			return nil, fmt.Errorf("netlink route dump: %w", err)
 		}
 		var dst netip.Addr
 		for _, a := range attrs {
+			u32 := func() uint32 {
+				if len(a.Value) == 4 {
+					return binary.NativeEndian.Uint32(a.Value)
+				}
+				return 0
+			}
 			switch a.Attr.Type {
 			case syscall.RTA_DST:
 				dst, _ = netip.AddrFromSlice(a.Value)
 			case syscall.RTA_TABLE:
-				if len(a.Value) == 4 {
-					r.table = binary.NativeEndian.Uint32(a.Value)
-				}
+				r.Table = u32()
 			case syscall.RTA_PRIORITY:
-				if len(a.Value) == 4 {
-					r.metric = binary.NativeEndian.Uint32(a.Value)
-				}
+				r.Metric = u32()
+			case syscall.RTA_GATEWAY:
+				r.Gateway, _ = netip.AddrFromSlice(a.Value)
+			case syscall.RTA_PREFSRC:
+				r.PrefSrc, _ = netip.AddrFromSlice(a.Value)
+			case syscall.RTA_OIF:
+				r.OIF = int32(u32())
+			case syscall.RTA_MULTIPATH:
+				r.Multipath = true
 			}
 		}
 		if !dst.IsValid() {
 			dst = f.Default().Addr()
 		}
-		r.dst = netip.PrefixFrom(dst, int(m.Data[1])).Masked()
+		r.Dst = netip.PrefixFrom(dst, int(m.Data[1])).Masked()
 		out = append(out, r)
 	}
 	return out, nil
@@ -284,11 +324,15 @@ func addrText(l unitfiles.Link) string {
 type links struct {
 	up    map[string]bool        // name: IFF_UP
 	index map[string]int32       // name: ifindex
+	names map[int32]string       // ifindex: name (not the alternative names)
 	addrs map[int32][]netip.Addr // ifindex: addresses, without the tentative ones
+	// ifindex: global-scope addresses with their prefix length, tentative
+	// or not: what import writes as an interface's address
+	global map[int32][]netip.Prefix
 }
 
 func readLinks() (*links, error) {
-	ls := &links{up: map[string]bool{}, index: map[string]int32{}, addrs: map[int32][]netip.Addr{}}
+	ls := &links{up: map[string]bool{}, index: map[string]int32{}, names: map[int32]string{}, addrs: map[int32][]netip.Addr{}, global: map[int32][]netip.Prefix{}}
 	msgs, err := dump(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
 	if err != nil {
 		return nil, fmt.Errorf("netlink link dump: %w", err)
@@ -314,6 +358,7 @@ func readLinks() (*links, error) {
 			switch a.Attr.Type & nlaTypeMask {
 			case syscall.IFLA_IFNAME:
 				name(a.Value)
+				ls.names[idx] = strings.TrimRight(string(a.Value), "\x00")
 			case iflaPropList:
 				// A profile may name a link by an alternative name
 				// (udev gives them), which ip and the kernel take.
@@ -361,9 +406,38 @@ func readLinks() (*links, error) {
 		if addr.IsValid() && flags&syscall.IFA_F_TENTATIVE == 0 {
 			ls.addrs[idx] = append(ls.addrs[idx], addr)
 		}
+		if addr.IsValid() && m.Data[3] == syscall.RT_SCOPE_UNIVERSE {
+			ls.global[idx] = append(ls.global[idx], netip.PrefixFrom(addr, int(m.Data[1])))
+		}
 	}
 	return ls, nil
 }
+
+// Link is a kernel link with its global-scope addresses, as import reads
+// it.
+type Link struct {
+	Name  string
+	Index int32
+	Addrs []netip.Prefix
+}
+
+// ReadLinks returns the links of the current network namespace.
+func ReadLinks() ([]Link, error) {
+	ls, err := readLinks()
+	if err != nil {
+		return nil, err
+	}
+	var out []Link
+	for idx, name := range ls.names {
+		out = append(out, Link{Name: name, Index: idx, Addrs: ls.global[idx]})
+	}
+	slices.SortFunc(out, func(a, b Link) int { return int(a.Index - b.Index) })
+	return out, nil
+}
+
+// DumpRules reads a family's policy rules as dumpRules does: rules with a
+// selector or action a Rule cannot say are left out.
+func DumpRules(f plan.Family) ([]unitfiles.Rule, error) { return dumpRules(f) }
 
 // Netlink attribute numbers the syscall package does not name.
 const (

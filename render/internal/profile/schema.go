@@ -39,6 +39,7 @@ type Interface struct {
 	ReplyViaSelf Opt[bool]   `toml:"reply_via_self"`
 	DefaultRoute Opt[bool]   `toml:"default_route"`
 	Table        Opt[int64]  `toml:"table"`
+	Priority     Opt[int64]  `toml:"priority"`
 }
 
 // NAT is one source-NAT rule on an outgoing interface.
