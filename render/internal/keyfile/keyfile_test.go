@@ -1,0 +1,41 @@
+package keyfile
+
+import "testing"
+
+func TestEditKeepsEveryOtherLine(t *testing.T) {
+	in := "# the user's comment\n[connection]\nid=eth1\n\n[ipv4]\nmethod=auto\n route1 = 10.0.0.0/8,10.1.1.1\n\n[ipv6]\nmethod=ignore\n"
+	f := Parse([]byte(in))
+	if v, ok := f.Get("ipv4", "route1"); !ok || v != "10.0.0.0/8,10.1.1.1" {
+		t.Fatalf("Get route1 = %q %v", v, ok)
+	}
+	f.Set("ipv4", "route2", "172.22.5.64/27")
+	f.Set("ipv4", "method", "manual")
+	f.Set("proxy", "method", " x\\y")
+	want := "# the user's comment\n[connection]\nid=eth1\n\n[ipv4]\nmethod=manual\n route1 = 10.0.0.0/8,10.1.1.1\nroute2=172.22.5.64/27\n\n[ipv6]\nmethod=ignore\n\n[proxy]\nmethod=\\sx\\\\y\n"
+	if got := string(f.Bytes()); got != want {
+		t.Fatalf("after Set:\n%s\nwant:\n%s", got, want)
+	}
+	if v, _ := f.Get("proxy", "method"); v != " x\\y" {
+		t.Errorf("escaped value read back as %q", v)
+	}
+	f.Delete("ipv4", "route2")
+	f.Set("ipv4", "method", "auto")
+	f.DeleteGroup("proxy")
+	if got := string(f.Bytes()); got != in {
+		t.Fatalf("after undoing:\n%s\nwant:\n%s", got, in)
+	}
+	if f.Delete("ipv4", "nothing") {
+		t.Error("Delete of an absent key said it deleted one")
+	}
+	if got := Parse(nil).Bytes(); got != nil {
+		t.Errorf("empty file: %q", got)
+	}
+}
+
+func TestSetInGroupWithoutKeys(t *testing.T) {
+	f := Parse([]byte("[connection]\nid=x\n[ipv4]\n# only a comment\n"))
+	f.Set("ipv4", "route1", "10.0.0.0/8")
+	if got, want := string(f.Bytes()), "[connection]\nid=x\n[ipv4]\nroute1=10.0.0.0/8\n# only a comment\n"; got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
