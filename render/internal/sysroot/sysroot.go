@@ -60,6 +60,9 @@ type Facts struct {
 	RuleFiles map[string]bool
 	// System is the numbering that other files under the root already use.
 	System plan.System
+	// NM is what NetworkManager's keyfiles say about the profile's
+	// interfaces.
+	NM NMFacts
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -73,9 +76,10 @@ func (f Facts) VersionMajor() int {
 	return n
 }
 
-// Read gathers the Facts. What cannot be read counts as absent: the root of
-// an image being built may hold only part of a system.
-func Read(t Tree) Facts {
+// Read gathers the Facts about the root and the profile interfaces ifaces.
+// What cannot be read counts as absent: the root of an image being built may
+// hold only part of a system.
+func Read(t Tree, ifaces ...string) Facts {
 	f := Facts{
 		OSRelease:      osRelease(t),
 		ScriptsDir:     t.Exists(ScriptsDir),
@@ -84,6 +88,7 @@ func Read(t Tree) Facts {
 		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
+		NM:             readNM(t, ifaces),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
