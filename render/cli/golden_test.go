@@ -33,6 +33,7 @@ var goldenProfiles = map[string]string{
 	"seed":           exampleProfile,
 	"centos7-legacy": exampleProfile,
 	"rhel9-nm":       exampleProfile,
+	"nm-keyfile":     exampleProfile,
 }
 
 // goldenProfilePath is the profile a golden case renders.

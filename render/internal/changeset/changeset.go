@@ -86,7 +86,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 			errs = append(errs, err)
 			continue
 		}
-		if f.Kind == distro.Block && c.Status == Created {
+		if (f.Kind == distro.Block && c.Status == Created) || (f.Kind == distro.Keyfile && (f.Created || created[f.Path])) {
 			// The file is nicpersist's to remove once its block goes.
 			created[f.Path] = true
 		}
@@ -185,6 +185,11 @@ func change(r *fsroot.Root, f distro.File, inManifest bool) (Change, error) {
 			return c, fmt.Errorf("%s: exists and was not written by nicpersist; move it away (nicpersist never overwrites a file it does not own)", r.Path(f.Path))
 		}
 		c.New = f.Data
+	case distro.Keyfile:
+		// The stack's file, with nicpersist's keys: distro merged it with
+		// what it read. NetworkManager ignores a keyfile that others can
+		// read, so it is 0600 whatever it was.
+		c.New = f.Data
 	case distro.Block:
 		// The file is the user's too: keep its mode.
 		if lerr == nil && exists {
@@ -275,6 +280,9 @@ func removal(r *fsroot.Root, path string, k distro.Kind, keepEmpty bool) (*Chang
 		return nil, err
 	}
 	c.Old = cur
+	if k == distro.Keyfile {
+		return keyfileRemoval(r, c)
+	}
 	if k == distro.Owned {
 		if !bytes.HasPrefix(cur, []byte(ownedPrefix)) {
 			return nil, nil // the user has taken it over
@@ -372,8 +380,11 @@ func manifest(files []distro.File, created, dirs map[string]bool, profile string
 	}
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s %s\n", f.Kind, f.Path)
-		if f.Kind == distro.Block && created[f.Path] {
+		if (f.Kind == distro.Block || f.Kind == distro.Keyfile) && created[f.Path] {
 			fmt.Fprintf(&b, "%s %s\n", createdWord, f.Path)
+		}
+		for _, k := range f.Keys {
+			fmt.Fprintf(&b, "%s %s %s\n", sysroot.ManifestKeyWord, f.Path, k)
 		}
 	}
 	return distro.File{Path: distro.Manifest, Kind: distro.Owned, Data: []byte(b.String()), Mode: 0o644}
@@ -402,12 +413,14 @@ func readManifest(r *fsroot.Root) (map[string]distro.Kind, map[string]bool, erro
 			out[path] = distro.Block
 		case "link":
 			out[path] = distro.Symlink
+		case "keys":
+			out[path] = distro.Keyfile
 		case createdWord:
 			created[path] = true
 		}
 	}
 	for p := range created {
-		if out[p] != distro.Block {
+		if out[p] != distro.Block && out[p] != distro.Keyfile {
 			delete(created, p) // a file or link, or a line without its entry
 		}
 	}
@@ -462,7 +475,7 @@ func validManifestDir(d string) bool {
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
-var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.

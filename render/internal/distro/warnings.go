@@ -29,6 +29,9 @@ func BinaryWarning(f sysroot.Facts) string {
 // NetworkManager trap of a user's rule-<if> beside the route-<if> nicpersist
 // renders.
 func Warnings(root sysroot.Facts, c Choice, files []File) []string {
+	if c.Target == NM {
+		return nmWarnings(c, files)
+	}
 	if c.Target != RHEL || c.Stack != NetworkManager {
 		return nil
 	}

@@ -1,0 +1,49 @@
+package changeset
+
+import (
+	"strings"
+
+	"github.com/nicpersist/nicpersist/render/internal/fsroot"
+	"github.com/nicpersist/nicpersist/render/internal/keyfile"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
+)
+
+// keyfileRemoval takes out of a key file the keys the manifest says
+// nicpersist set, each only while it still has the value nicpersist gave
+// it: the user (or NetworkManager's rewrite) may have taken the key over.
+// A file a render created (a copy of a vendor connection) goes whole.
+func keyfileRemoval(r *fsroot.Root, c *Change) (*Change, error) {
+	if _, created, err := readManifest(r); err != nil || created[c.Path] {
+		return c, err
+	}
+	kf := keyfile.Parse(c.Old)
+	for _, e := range ownedKeys(r)[c.Path] {
+		g, kv, _ := strings.Cut(e, " ")
+		k, v, _ := strings.Cut(kv, "=")
+		if cur, ok := kf.Get(g, k); ok && cur == v {
+			kf.Delete(g, k)
+		}
+	}
+	rest := kf.Bytes()
+	if string(rest) == string(c.Old) {
+		return nil, nil
+	}
+	c.remove, c.New, c.Status, c.Mode = false, rest, Updated, 0o600
+	return c, nil
+}
+
+// ownedKeys reads the manifest's key lines: per path, "group key=value".
+func ownedKeys(r *fsroot.Root) map[string][]string {
+	out := map[string][]string{}
+	data, exists, err := readFile(r, sysroot.Manifest)
+	if err != nil || !exists {
+		return out
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		w := strings.SplitN(l, " ", 3)
+		if len(w) == 3 && w[0] == sysroot.ManifestKeyWord && validManifestPath(w[1]) {
+			out[w[1]] = append(out[w[1]], w[2])
+		}
+	}
+	return out
+}
