@@ -237,10 +237,12 @@ func nmMatrix(t *testing.T, target string) []cell {
 		if x.ok() {
 			return
 		}
-		in("systemctl", "reload", "nicpersist.service")
+		// NetworkManager first: activating a connection drops routes the
+		// unit added through its device.
 		for _, dev := range []string{"eth1", "eth2"} {
 			in("nmcli", "connection", "up", dev)
 		}
+		in("systemctl", "reload", "nicpersist.service")
 		if ok, why := policyNow(tp); !ok {
 			if y := look(tp, "repair", 15*time.Second); y.after < 0 {
 				t.Fatalf("after %q the policy could not be repaired: %s", x.event, why)
@@ -333,10 +335,18 @@ func TestNMMatrix(t *testing.T) {
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n| event | old target (systemd) | new target (nm) |\n| --- | --- | --- |\n")
-	for i := range res[0] {
-		if i < len(res[1]) {
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", res[0][i].event, res[0][i], res[1][i])
+	at := func(cells []cell, i int) string {
+		if i < len(cells) {
+			return cells[i].String()
 		}
+		return "(not measured: the run stopped)"
+	}
+	longest := res[0]
+	if len(res[1]) > len(longest) {
+		longest = res[1]
+	}
+	for i, x := range longest {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", x.event, at(res[0], i), at(res[1], i))
 	}
 	t.Logf("policy after each event, Debian NetworkManager as PID 1, seed profile:%s", b.String())
 }
