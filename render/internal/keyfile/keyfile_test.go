@@ -39,3 +39,22 @@ func TestSetInGroupWithoutKeys(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestVars(t *testing.T) {
+	in := "# by hand\nDEVICE=eth1\nNAME='System eth1'\nROUTING_RULE_1=\"priority 900 from 10.0.0.0/8 table 200\"\n"
+	v := ParseVars([]byte(in))
+	if n, _ := v.Get("NAME"); n != "System eth1" {
+		t.Errorf("NAME = %q", n)
+	}
+	if r, _ := v.Get("ROUTING_RULE_1"); r != "priority 900 from 10.0.0.0/8 table 200" {
+		t.Errorf("ROUTING_RULE_1 = %q", r)
+	}
+	v.Set("ROUTING_RULE_2", `a "b" $c`)
+	if got, _ := v.Get("ROUTING_RULE_2"); got != `a "b" $c` {
+		t.Errorf("round trip: %q", got)
+	}
+	v.Delete("ROUTING_RULE_2")
+	if string(v.Bytes()) != in {
+		t.Errorf("after undoing: %q", v.Bytes())
+	}
+}
