@@ -125,7 +125,7 @@ func readNM(t Tree, ifaces []string) NMFacts {
 			w := strings.SplitN(l, " ", 3)
 			// Only keyfiles nicpersist writes: a tampered manifest must
 			// not steer an edit elsewhere.
-			if len(w) == 3 && w[0] == ManifestKeyWord && path.Clean(w[1]) == w[1] && strings.HasPrefix(w[1], NMEtcDir+"/") && !strings.Contains(w[1], "..") {
+			if len(w) == 3 && w[0] == ManifestKeyWord && path.Clean(w[1]) == w[1] && (strings.HasPrefix(w[1], NMEtcDir+"/") || strings.HasPrefix(w[1], ScriptsDir+"/ifcfg-")) && !strings.Contains(w[1], "..") {
 				nf.Owned[w[1]] = append(nf.Owned[w[1]], w[2])
 			}
 		}

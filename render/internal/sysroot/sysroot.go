@@ -63,6 +63,12 @@ type Facts struct {
 	// NM is what NetworkManager's keyfiles say about the profile's
 	// interfaces.
 	NM NMFacts
+	// Scripts holds the ifcfg-, route-, route6-, rule- and rule6- files of
+	// ScriptsDir by name, with their text.
+	Scripts map[string]string
+	// Blocks are the paths where the manifest says nicpersist keeps a
+	// managed block.
+	Blocks map[string]bool
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -107,7 +113,24 @@ func Read(t Tree, ifaces ...string) Facts {
 			}
 		}
 	}
+	f.Scripts, f.Blocks = map[string]string{}, map[string]bool{}
 	names, _ := t.ReadDir(ScriptsDir)
+	for _, n := range names {
+		for _, pre := range []string{"ifcfg-", "route-", "route6-", "rule-", "rule6-"} {
+			if strings.HasPrefix(n, pre) && !ifcfgIgnored(n) {
+				if b, err := t.ReadFile(ScriptsDir + "/" + n); err == nil {
+					f.Scripts[n] = string(b)
+				}
+			}
+		}
+	}
+	if b, err := t.ReadFile(Manifest); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if p, ok := strings.CutPrefix(l, "block "); ok {
+				f.Blocks[p] = true
+			}
+		}
+	}
 	for _, n := range names {
 		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
 			continue
@@ -184,4 +207,15 @@ func osRelease(t Tree) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// ifcfgIgnored are the names that initscripts and NetworkManager's ifcfg-rh
+// reader skip in ScriptsDir: backups and package manager leftovers.
+func ifcfgIgnored(n string) bool {
+	for _, s := range []string{"~", ".bak", ".orig", ".rej", ".rpmnew", ".rpmsave", ".rpmorig", ".swp"} {
+		if strings.HasSuffix(n, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -79,7 +79,7 @@ func TestReadStack(t *testing.T) {
 				t.Errorf("VersionMajor = %d, want %d", m, c.major)
 			}
 			// NetworkManager's keyfiles have their own test (TestReadNM).
-			f.OSRelease, f.RuleFiles, f.System, f.NM = nil, nil, plan.System{}, NMFacts{}
+			f.OSRelease, f.RuleFiles, f.System, f.NM, f.Scripts, f.Blocks = nil, nil, plan.System{}, NMFacts{}, nil, nil
 			if !reflect.DeepEqual(f, c.want) {
 				t.Errorf("Read = %+v, want %+v", f, c.want)
 			}
