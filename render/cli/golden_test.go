@@ -34,6 +34,7 @@ var goldenProfiles = map[string]string{
 	"centos7-legacy": exampleProfile,
 	"rhel9-nm":       exampleProfile,
 	"nm-keyfile":     exampleProfile,
+	"rhel8-ifcfg":    "../e2e/testdata/dualstack.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.

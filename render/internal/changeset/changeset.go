@@ -188,14 +188,21 @@ func change(r *fsroot.Root, f distro.File, inManifest bool) (Change, error) {
 	case distro.Keyfile:
 		// The stack's file, with nicpersist's keys: distro merged it with
 		// what it read. NetworkManager ignores a keyfile that others can
-		// read, so it is 0600 whatever it was.
+		// read, so a keyfile is 0600 whatever it was; an ifcfg file (Mode
+		// 0) keeps its own.
 		c.New = f.Data
+		if f.Mode == 0 {
+			c.Mode = 0o644
+			if lerr == nil && exists {
+				c.Mode = fi.Mode().Perm()
+			}
+		}
 	case distro.Block:
 		// The file is the user's too: keep its mode.
 		if lerr == nil && exists {
 			c.Mode = fi.Mode().Perm()
 		}
-		merged, err := mergeBlock(cur, f.Data)
+		merged, err := mergeBlock(dropLines(cur, f.Drop), f.Data)
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", r.Path(f.Path), err)
 		}
@@ -259,6 +266,25 @@ func mergeBlock(cur, block []byte) ([]byte, error) {
 		}
 	}
 	return []byte(b.String()), nil
+}
+
+// dropLines removes the given whole lines from cur.
+func dropLines(cur []byte, drop []string) []byte {
+	if len(drop) == 0 {
+		return cur
+	}
+	gone := map[string]bool{}
+	for _, d := range drop {
+		gone[d] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(cur), "\n") {
+		if l != "" && gone[strings.TrimRight(l, "\r\n")] {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return []byte(b.String())
 }
 
 // removal undoes what an earlier render owned at path. keepEmpty keeps a
@@ -475,7 +501,7 @@ func validManifestDir(d string) bool {
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
-var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.ScriptsDir + "/ifcfg-", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.

@@ -3,6 +3,7 @@ package changeset
 import (
 	"strings"
 
+	"github.com/nicpersist/nicpersist/render/internal/distro"
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 	"github.com/nicpersist/nicpersist/render/internal/keyfile"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
@@ -16,19 +17,33 @@ func keyfileRemoval(r *fsroot.Root, c *Change) (*Change, error) {
 	if _, created, err := readManifest(r); err != nil || created[c.Path] {
 		return c, err
 	}
-	kf := keyfile.Parse(c.Old)
+	kf, vars := keyfile.Parse(c.Old), keyfile.ParseVars(c.Old)
+	shell := strings.HasPrefix(c.Path, distro.ScriptsDir+"/")
 	for _, e := range ownedKeys(r)[c.Path] {
 		g, kv, _ := strings.Cut(e, " ")
 		k, v, _ := strings.Cut(kv, "=")
-		if cur, ok := kf.Get(g, k); ok && cur == v {
-			kf.Delete(g, k)
+		switch {
+		case shell:
+			if cur, ok := vars.Get(k); ok && cur == v {
+				vars.Delete(k)
+			}
+		default:
+			if cur, ok := kf.Get(g, k); ok && cur == v {
+				kf.Delete(g, k)
+			}
 		}
 	}
 	rest := kf.Bytes()
+	if shell {
+		rest = vars.Bytes()
+	}
 	if string(rest) == string(c.Old) {
 		return nil, nil
 	}
-	c.remove, c.New, c.Status, c.Mode = false, rest, Updated, 0o600
+	c.remove, c.New, c.Status = false, rest, Updated
+	if fi, err := r.Lstat(c.Path); err == nil {
+		c.Mode = fi.Mode().Perm()
+	}
 	return c, nil
 }
 

@@ -55,7 +55,7 @@ func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 }
 
 func rhelStack(f sysroot.Facts, stack string) Choice {
-	c := Choice{Target: RHEL, Stack: stack}
+	c := Choice{Target: RHEL, Stack: stack, NM: f.NM, Scripts: f.Scripts, Blocks: f.Blocks}
 	switch {
 	case stack != "auto":
 		c.Reason = "--rhel-stack " + stack

@@ -43,6 +43,10 @@ type File struct {
 	// Created says, for a Keyfile, that the render makes the file (a copy
 	// of a read-only vendor connection): uninstall removes it whole.
 	Created bool
+	// Drop are, for a Block file that lost its markers, the lines outside
+	// them that are nicpersist's own lines in the stack's words: they go
+	// before the block is added again.
+	Drop []string
 }
 
 // Header is the first line of every owned file.

@@ -36,8 +36,13 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
-	// NM is, for the nm target, the root's NetworkManager connections.
+	// NM is, for the nm and rhel targets, the root's NetworkManager
+	// connections.
 	NM sysroot.NMFacts
+	// Scripts and Blocks are, for the rhel target, the root's ifcfg, route
+	// and rule files, and where the manifest says nicpersist has a block.
+	Scripts map[string]string
+	Blocks  map[string]bool
 }
 
 func (c Choice) String() string {
@@ -85,7 +90,12 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		File{Path: WantsLink, Kind: Symlink, Link: "/" + UnitPath})
 	switch c.Target {
 	case RHEL:
-		out = append(out, ifcfgFiles(p, c.Stack == NetworkScripts)...)
+		files := ifcfgFiles(p, c)
+		if err := ifcfgChecks(p, c, files); err != nil {
+			return nil, err
+		}
+		out = append(out, files...)
+		out = append(out, ifcfgRuleFiles(p, c)...)
 	case NM:
 		out = append(out, nmFiles(p, c)...)
 	}
@@ -102,6 +112,8 @@ func unitPlan(p *plan.Plan, c Choice) *plan.Plan {
 	switch c.Target {
 	case NM:
 		routes, rules = nmHeld(p, c)
+	case RHEL:
+		routes, rules = rhelHeld(p, c)
 	}
 	if len(routes)+len(rules) == 0 {
 		return p
@@ -174,7 +186,8 @@ func unitFile(header string) ([]byte, error) {
 // NetworkManager ignores route-<if> as soon as rule-<if> exists and applies
 // rule files only through a dispatcher script, so under it rules are the
 // unit's alone.
-func ifcfgFiles(p *plan.Plan, legacy bool) []File {
+func ifcfgFiles(p *plan.Plan, c Choice) []File {
+	legacy := c.Stack == NetworkScripts
 	body := map[string][]string{}
 	var order []string
 	add := func(path, line string) {
@@ -187,18 +200,18 @@ func ifcfgFiles(p *plan.Plan, legacy bool) []File {
 		if r.IsMainDefault() {
 			continue
 		}
-		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), r.Dev), r.Args())
+		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, r.Dev)), r.Args())
 	}
 	if legacy {
 		for _, r := range p.Rules {
 			if home := ruleHome(p, r); home != "" {
-				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), home), r.Args())
+				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, home)), r.Args())
 			}
 		}
 	}
 	var out []File
 	for _, path := range order {
-		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644})
+		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644, Drop: rewritten(c, path, body[path])})
 	}
 	return out
 }

@@ -32,10 +32,13 @@ func Warnings(root sysroot.Facts, c Choice, files []File) []string {
 	if c.Target == NM {
 		return nmWarnings(c, files)
 	}
-	if c.Target != RHEL || c.Stack != NetworkManager {
+	if c.Target != RHEL {
 		return nil
 	}
-	var out []string
+	out := ifcfgWarnings(c, files)
+	if c.Stack != NetworkManager {
+		return out
+	}
 	for _, f := range files {
 		dir, base, _ := strings.Cut(f.Path, ScriptsDir+"/")
 		if dir != "" || !strings.HasPrefix(base, "route") {
