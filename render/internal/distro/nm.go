@@ -3,6 +3,7 @@ package distro
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,7 +73,15 @@ func nmConns(c Choice, dev string) []nmConn {
 		case sysroot.NMRunDir:
 			continue
 		case sysroot.NMLibDir:
-			out = append(out, nmConn{conn, sysroot.NMEtcDir + "/" + path.Base(conn.Path), true})
+			// The copy in /etc shadows the vendor's by UUID, whatever its
+			// name; a file of that name already there is someone else's.
+			target := sysroot.NMEtcDir + "/" + path.Base(conn.Path)
+			for _, x := range c.NM.Conns {
+				if x.Path == target {
+					target = sysroot.NMEtcDir + "/nicpersist-" + path.Base(conn.Path)
+				}
+			}
+			out = append(out, nmConn{conn, target, true})
 		default:
 			out = append(out, nmConn{conn, conn.Path, false})
 		}
@@ -183,9 +192,44 @@ func nmWarnings(c Choice, files []File) []string {
 			}
 			out = append(out, fmt.Sprintf("%s: %d NetworkManager connections match it (%s); each gets the routes, as any of them may be the one that activates", name, len(conns), strings.Join(ps, ", ")))
 		}
+		for _, conn := range conns {
+			if conn.created {
+				out = append(out, fmt.Sprintf("%s: its connection /%s is the vendor's (read-only); nicpersist writes a copy with the same UUID to /%s, which NetworkManager uses in its place", name, conn.Path, conn.target))
+			}
+		}
 		if why := c.NM.Unmanaged[name]; why != "" && len(conns) > 0 {
 			out = append(out, fmt.Sprintf("%s: %s lists it in unmanaged-devices, so NetworkManager never activates its connection and nothing applies its routes; remove it from unmanaged-devices", name, why))
 		}
+	}
+	for _, f := range files {
+		if f.Kind != Keyfile {
+			continue
+		}
+		kf := keyfile.Parse(f.Data)
+		for _, g := range []string{"ipv4", "ipv6"} {
+			used := false
+			for _, k := range f.Keys {
+				used = used || strings.HasPrefix(k, g+" ")
+			}
+			if m, _ := kf.Get(g, "method"); used && (m == "disabled" || m == "ignore") {
+				out = append(out, fmt.Sprintf("/%s: %s.method=%s, so NetworkManager applies none of the %s routes and rules nicpersist wrote there; set another method", f.Path, g, m, g))
+			}
+		}
+	}
+	var left []string
+	for _, f := range files {
+		if strings.HasPrefix(f.Path, Dir+"/ip") && strings.HasSuffix(f.Path, ".batch") {
+			w := strings.Fields(string(f.Data))
+			for i := 0; i+1 < len(w); i++ {
+				if (w[i] == "dev" || w[i] == "iif" || w[i] == "oif") && w[i+1] != "lo" && !slices.Contains(left, w[i+1]) {
+					left = append(left, w[i+1])
+				}
+			}
+		}
+	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		out = append(out, fmt.Sprintf("no keyfile connection nicpersist can write serves %s: nicpersist.service applies their routes and rules, once per start (a re-activation or bounce loses them until systemctl reload nicpersist)", strings.Join(left, ", ")))
 	}
 	return out
 }

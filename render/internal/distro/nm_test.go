@@ -39,3 +39,26 @@ func TestNMRewrite(t *testing.T) {
 		t.Error("subnet route twice")
 	}
 }
+
+// TestNMWarnings: what keeps NetworkManager from applying what render
+// wrote is said: a method that ignores the family, and interfaces left to
+// the unit.
+func TestNMWarnings(t *testing.T) {
+	p := seedPlan(t)
+	path := sysroot.NMEtcDir + "/eth1.nmconnection"
+	conn := sysroot.NMConn{Path: path, Dir: sysroot.NMEtcDir, Iface: "eth1", Data: []byte("[connection]\nid=eth1\n[ipv4]\nmethod=disabled\n")}
+	c := Choice{Target: NM, NM: sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {conn}}}}
+	files, err := Render(p, c, "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(Warnings(sysroot.Facts{}, c, files), "\n")
+	for _, want := range []string{
+		"/etc/NetworkManager/system-connections/eth1.nmconnection: ipv4.method=disabled",
+		"no keyfile connection nicpersist can write serves eth2: nicpersist.service applies",
+	} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+}
