@@ -67,6 +67,14 @@ func nmRoot(t *testing.T, target string) (string, string) {
 			t.Fatal(err)
 		}
 	}
+	// The profile lives in the root too, for a render run inside the
+	// container (the live switch to nm).
+	if err := os.MkdirAll(filepath.Join(etc, "nicpersist"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(seedProfile, filepath.Join(etc, "nicpersist/profile.toml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for dev, kf := range nmKeyfiles {
 		if err := os.WriteFile(filepath.Join(etc, "NetworkManager/system-connections", dev+".nmconnection"), []byte(kf), 0o600); err != nil {
 			t.Fatal(err)
@@ -242,7 +250,19 @@ func nmMatrix(t *testing.T, target string) []cell {
 		for _, dev := range []string{"eth1", "eth2"} {
 			in("nmcli", "connection", "up", dev)
 		}
-		in("systemctl", "reload", "nicpersist.service")
+		// A reload right after an activation may find the link still
+		// settling: try again, as an admin would.
+		for i := 0; ; i++ {
+			out, err := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "reload", "nicpersist.service")
+			if err == nil {
+				break
+			}
+			if i == 2 {
+				t.Errorf("systemctl reload nicpersist: %v\n%s\n%s", err, out, c.status(t))
+				break
+			}
+			time.Sleep(time.Second)
+		}
 		if ok, why := policyNow(tp); !ok {
 			if y := look(tp, "repair", 15*time.Second); y.after < 0 {
 				t.Fatalf("after %q the policy could not be repaired: %s", x.event, why)
@@ -296,7 +316,52 @@ func nmMatrix(t *testing.T, target string) []cell {
 		}
 	}
 	boot("reboot (seconds from start)")
+	if target == "systemd" {
+		liveSwitch(t, c, tp)
+	}
 	return cells
+}
+
+// liveSwitch renders the nm target on the running machine, as an admin
+// moving from the old target would: render on / (which has NetworkManager
+// reload and reapply the changed connections), then systemctl reload
+// nicpersist (which drops the unit's own routes and rules). The policy
+// must hold at every look (with, until the unit's reload, its rule beside
+// NetworkManager's), end up held by NetworkManager alone (one rule, no
+// route of the unit's), and survive a re-activation.
+func liveSwitch(t *testing.T, c *container, tp *topology) {
+	t.Helper()
+	out, err := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "/usr/bin/nicpersist", "render")
+	t.Logf("nicpersist render on the running machine: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("render on /: %v", err)
+	}
+	for _, want := range []string{"target nm:", "NetworkManager reloaded its connections", "eth1: reapplied", "eth2: reapplied"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render on /: no %q in its output", want)
+		}
+	}
+	// Until the unit reloads, its rule stands beside NetworkManager's same
+	// rule: two rules, one lookup, the traffic as before.
+	if ok, why := policyNow(tp); !ok && !strings.HasPrefix(why, "2 rules at priority 1000") {
+		t.Errorf("right after render on /: %s", why)
+	}
+	if out, err := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "reload", "nicpersist.service"); err != nil {
+		t.Fatalf("systemctl reload nicpersist: %v\n%s", err, out)
+	}
+	if ok, why := policyNow(tp); !ok {
+		t.Errorf("after the switch and systemctl reload nicpersist: %s", why)
+	}
+	all := run(t, "ip", "-n", tp.vm, "-4", "route", "show", "table", "all")
+	if strings.Contains(all, "proto 241") {
+		t.Errorf("after the switch the unit still has routes of its own:\n%s", all)
+	}
+	if out, err := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "nmcli", "connection", "up", "eth1"); err != nil {
+		t.Errorf("nmcli connection up eth1: %v\n%s", err, out)
+	}
+	if x := look(tp, "after the switch, nmcli connection up eth1", backWithin); !x.ok() {
+		t.Errorf("after the switch, nmcli connection up eth1: %s (%s)", x, x.why)
+	}
 }
 
 // TestNMMatrix measures, with Debian's NetworkManager booted as PID 1 and
