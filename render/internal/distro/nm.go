@@ -198,7 +198,7 @@ func nmWarnings(c Choice, files []File) []string {
 			}
 		}
 		if why := c.NM.Unmanaged[name]; why != "" && len(conns) > 0 {
-			out = append(out, fmt.Sprintf("%s: %s lists it in unmanaged-devices, so NetworkManager never activates its connection and nothing applies its routes; remove it from unmanaged-devices", name, why))
+			out = append(out, fmt.Sprintf("%s: %s keeps it unmanaged, so NetworkManager never activates its connection and nothing applies its routes; remove it from unmanaged-devices, or (udev) set ENV{NM_UNMANAGED}=\"0\" for it in a rule after 85-nm-unmanaged.rules", name, why))
 		}
 	}
 	for _, f := range files {

@@ -114,6 +114,15 @@ func readNM(t Tree, ifaces []string) NMFacts {
 		if b, err := t.ReadFile("sys/class/net/" + name + "/address"); err == nil {
 			mac = strings.ToLower(strings.TrimSpace(string(b)))
 		}
+		// udev's verdict for the device (rendering /: the root's /sys and
+		// /run are the machine's), e.g. Debian's 85-nm-unmanaged.rules for
+		// a veth not named eth*.
+		if b, err := t.ReadFile("sys/class/net/" + name + "/ifindex"); err == nil {
+			db := "run/udev/data/n" + strings.TrimSpace(string(b))
+			if u, err := t.ReadFile(db); err == nil && strings.Contains("\n"+string(u)+"\n", "\nE:NM_UNMANAGED=1\n") {
+				nf.Unmanaged[name] = "udev (/" + db + ": NM_UNMANAGED=1)"
+			}
+		}
 		for _, c := range nf.Conns {
 			if c.Iface == name || (c.Iface == "" && mac != "" && c.MAC == mac) {
 				nf.ByIface[name] = append(nf.ByIface[name], c)

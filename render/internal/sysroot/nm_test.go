@@ -26,6 +26,8 @@ func TestReadNM(t *testing.T) {
 		Manifest:                               "key " + NMEtcDir + "/eth1.nmconnection ipv4 route1=10.0.0.0/8\nkey ../x ipv4 a=b\n",
 		"usr/lib64/NetworkManager/1.20.4/x.so": "",
 		"etc/NetworkManager/conf.d/10-x.conf":  "[keyfile]\nunmanaged-devices=interface-name:eth3;mac:00:11:22:33:44:55\n",
+		"sys/class/net/eth4/ifindex":           "7\n",
+		"run/udev/data/n7":                     "I:123\nE:ID_NET_DRIVER=veth\nE:NM_UNMANAGED=1\n",
 	}
 	nm := Read(tree, "eth1", "eth2", "eth3", "eth4").NM
 	got := map[string][]string{}
@@ -51,7 +53,7 @@ func TestReadNM(t *testing.T) {
 	if nm.Version != "1.20.4" || VersionAtLeast(nm.Version, 1, 22) || !VersionAtLeast("1.22.0", 1, 22) || !VersionAtLeast("", 1, 22) {
 		t.Errorf("Version = %q; VersionAtLeast wrong", nm.Version)
 	}
-	if nm.Unmanaged["eth3"] != "/etc/NetworkManager/conf.d/10-x.conf" || nm.Unmanaged["eth1"] != "" {
+	if nm.Unmanaged["eth3"] != "/etc/NetworkManager/conf.d/10-x.conf" || nm.Unmanaged["eth1"] != "" || nm.Unmanaged["eth4"] != "udev (/run/udev/data/n7: NM_UNMANAGED=1)" {
 		t.Errorf("Unmanaged = %v", nm.Unmanaged)
 	}
 }
