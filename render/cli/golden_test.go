@@ -35,6 +35,7 @@ var goldenProfiles = map[string]string{
 	"rhel9-nm":       exampleProfile,
 	"nm-keyfile":     exampleProfile,
 	"rhel8-ifcfg":    "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":   "../e2e/testdata/dualstack.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.

@@ -410,7 +410,7 @@ func manifest(files []distro.File, created, dirs map[string]bool, profile string
 			fmt.Fprintf(&b, "%s %s\n", createdWord, f.Path)
 		}
 		for _, k := range f.Keys {
-			fmt.Fprintf(&b, "%s %s %s\n", sysroot.ManifestKeyWord, f.Path, k)
+			b.WriteString(sysroot.KeyLine(f.Path, k) + "\n")
 		}
 	}
 	return distro.File{Path: distro.Manifest, Kind: distro.Owned, Data: []byte(b.String()), Mode: 0o644}

@@ -55,9 +55,8 @@ func ownedKeys(r *fsroot.Root) map[string][]string {
 		return out
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		w := strings.SplitN(l, " ", 3)
-		if len(w) == 3 && w[0] == sysroot.ManifestKeyWord && validManifestPath(w[1]) {
-			out[w[1]] = append(out[w[1]], w[2])
+		if p, e, ok := sysroot.ParseKeyLine(l); ok && validManifestPath(p) {
+			out[p] = append(out[p], e)
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package sysroot
 import (
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/nicpersist/nicpersist/render/internal/keyfile"
@@ -49,8 +50,42 @@ type NMFacts struct {
 }
 
 // ManifestKeyWord starts a manifest line recording a key nicpersist wrote
-// into a key file it shares: "key <path> <group> <key>=<value>".
+// into a key file it shares: "key <path> <group> <key>=<value>", the path
+// quoted (Go syntax) when it holds a space or a quote, as NetworkManager's
+// "Wired connection 1.nmconnection" does.
 const ManifestKeyWord = "key"
+
+// KeyLine is the manifest line for a key entry ("<group> <key>=<value>").
+func KeyLine(path, entry string) string {
+	if strings.ContainsAny(path, " \t\"\\") {
+		path = strconv.Quote(path)
+	}
+	return ManifestKeyWord + " " + path + " " + entry
+}
+
+// ParseKeyLine reads a KeyLine.
+func ParseKeyLine(l string) (path, entry string, ok bool) {
+	rest, ok := strings.CutPrefix(l, ManifestKeyWord+" ")
+	if !ok {
+		return "", "", false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return "", "", false
+		}
+		path, _ = strconv.Unquote(q)
+		rest = rest[len(q):]
+	} else {
+		path, rest, _ = strings.Cut(rest, " ")
+		rest = " " + rest
+	}
+	entry, ok = strings.CutPrefix(rest, " ")
+	if !ok || entry == "" || path == "" {
+		return "", "", false
+	}
+	return path, entry, true
+}
 
 // Manifest is where nicpersist records what it owns; see changeset.
 const Manifest = "etc/nicpersist/manifest"
@@ -58,6 +93,11 @@ const Manifest = "etc/nicpersist/manifest"
 // nmIgnored are the names NetworkManager's keyfile plugin skips in its
 // directories: hidden, editor and package manager leftovers.
 func nmIgnored(dir, name string) bool {
+	// A control character would break the manifest's lines; no
+	// NetworkManager tool makes such a name.
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return true
+	}
 	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.HasSuffix(name, ".nmmeta") {
 		return true
 	}
@@ -131,11 +171,11 @@ func readNM(t Tree, ifaces []string) NMFacts {
 	}
 	if b, err := t.ReadFile(Manifest); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			w := strings.SplitN(l, " ", 3)
+			p, e, ok := ParseKeyLine(l)
 			// Only keyfiles nicpersist writes: a tampered manifest must
 			// not steer an edit elsewhere.
-			if len(w) == 3 && w[0] == ManifestKeyWord && path.Clean(w[1]) == w[1] && (strings.HasPrefix(w[1], NMEtcDir+"/") || strings.HasPrefix(w[1], ScriptsDir+"/ifcfg-")) && !strings.Contains(w[1], "..") {
-				nf.Owned[w[1]] = append(nf.Owned[w[1]], w[2])
+			if ok && path.Clean(p) == p && (strings.HasPrefix(p, NMEtcDir+"/") || strings.HasPrefix(p, ScriptsDir+"/ifcfg-")) && !strings.Contains(p, "..") {
+				nf.Owned[p] = append(nf.Owned[p], e)
 			}
 		}
 	}

@@ -57,3 +57,18 @@ func TestReadNM(t *testing.T) {
 		t.Errorf("Unmanaged = %v", nm.Unmanaged)
 	}
 }
+
+func TestKeyLine(t *testing.T) {
+	for _, path := range []string{NMEtcDir + "/eth1.nmconnection", NMEtcDir + "/Wired connection 1.nmconnection", NMEtcDir + `/a"b\c`} {
+		l := KeyLine(path, "ipv4 route1=10.0.0.0/8,10.1.1.1")
+		p, e, ok := ParseKeyLine(l)
+		if !ok || p != path || e != "ipv4 route1=10.0.0.0/8,10.1.1.1" {
+			t.Errorf("%q: read back as %q %q %v", l, p, e, ok)
+		}
+	}
+	for _, bad := range []string{"key", "key ", "key path", `key "unterminated x=y`, "keys p g k=v"} {
+		if _, _, ok := ParseKeyLine(bad); ok {
+			t.Errorf("%q read as a key line", bad)
+		}
+	}
+}
