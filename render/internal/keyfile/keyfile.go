@@ -180,20 +180,21 @@ func (f *File) DeleteGroup(g string) {
 // escape writes a value as GLib's g_key_file_set_value stores it.
 func escape(v string) string {
 	var b strings.Builder
-	for i, r := range v {
-		switch {
-		case r == '\\':
+	// Byte by byte: a value that is not UTF-8 passes as it is.
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\':
 			b.WriteString(`\\`)
-		case r == '\n':
+		case c == '\n':
 			b.WriteString(`\n`)
-		case r == '\t':
+		case c == '\t':
 			b.WriteString(`\t`)
-		case r == '\r':
+		case c == '\r':
 			b.WriteString(`\r`)
-		case r == ' ' && i == 0:
+		case c == ' ' && i == 0:
 			b.WriteString(`\s`)
 		default:
-			b.WriteRune(r)
+			b.WriteByte(c)
 		}
 	}
 	return b.String()

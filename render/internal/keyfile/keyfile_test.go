@@ -1,6 +1,9 @@
 package keyfile
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestEditKeepsEveryOtherLine(t *testing.T) {
 	in := "# the user's comment\n[connection]\nid=eth1\n\n[ipv4]\nmethod=auto\n route1 = 10.0.0.0/8,10.1.1.1\n\n[ipv6]\nmethod=ignore\n"
@@ -57,4 +60,30 @@ func TestVars(t *testing.T) {
 	if string(v.Bytes()) != in {
 		t.Errorf("after undoing: %q", v.Bytes())
 	}
+}
+
+// FuzzKeyfile: any file and any edit; no panic, a value set is read back,
+// and lines the edit does not name stay.
+func FuzzKeyfile(f *testing.F) {
+	f.Add([]byte("[connection]\nid=eth1\n\n[ipv4]\nmethod=auto\nroute1=10.0.0.0/8\n"), "ipv4", "route2", "172.22.5.64/27")
+	f.Add([]byte("#c\n[ipv4]\n"), "ipv6", "route1", " lead\\ing")
+	f.Add([]byte("garbage\n[[x]\n=v\n"), "x", "k", "v\n")
+	f.Fuzz(func(t *testing.T, data []byte, g, k, v string) {
+		kf := Parse(data)
+		if strings.ContainsAny(g, "[]\n\r") || g == "" || g != strings.TrimSpace(g) ||
+			strings.ContainsAny(k, "=\n\r#[") || k == "" || k != strings.TrimSpace(k) {
+			return
+		}
+		before := Parse(data)
+		kf.Set(g, k, v)
+		if got, ok := kf.Get(g, k); !ok || got != v {
+			t.Fatalf("Set(%q, %q, %q) read back as %q, %v\n%s", g, k, v, got, ok, kf.Bytes())
+		}
+		if _, had := before.Get(g, k); !had && len(before.Groups()) == len(kf.Groups()) {
+			kf.Delete(g, k)
+			if string(kf.Bytes()) != string(before.Bytes()) {
+				t.Fatalf("Set then Delete of a new key changed the file:\n%q\n%q", before.Bytes(), kf.Bytes())
+			}
+		}
+	})
 }
