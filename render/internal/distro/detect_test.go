@@ -22,6 +22,7 @@ func TestDetect(t *testing.T) {
 		{"rocky 9 with a keyfile", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "VERSION_ID": "9.4"}, IfcfgPlugin: true, ScriptsDir: true, NetworkManager: true, NM: nmFacts}, "auto", "auto", "nm"},
 		{"rocky 9 keyfile, rhel forced", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "VERSION_ID": "9.4"}, IfcfgPlugin: true, NetworkManager: true, NM: nmFacts}, "rhel", "auto", "rhel (networkmanager)"},
 		{"nm forced", sysroot.Facts{}, "nm", "auto", "nm"},
+		{"only an in-memory connection", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, NetworkManager: true, NM: sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMRunDir + "/eth1.nmconnection", Dir: sysroot.NMRunDir}}}}}, "auto", "auto", "systemd"},
 		{"debian", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}}, "auto", "auto", "systemd"},
 		{"centos 7 legacy", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "auto", "auto", "rhel (network-scripts)"},
 		{"centos 7 with NM", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true, NetworkManager: true}, "auto", "auto", "rhel (networkmanager)"},

@@ -27,7 +27,10 @@ func detectNM(f sysroot.Facts) (Choice, bool) {
 	var names []string
 	for name, cs := range f.NM.ByIface {
 		for _, c := range cs {
-			names = append(names, name+" ("+"/"+c.Path+")")
+			// A connection only in /run cannot carry a lasting route.
+			if c.Dir != sysroot.NMRunDir {
+				names = append(names, name+" (/"+c.Path+")")
+			}
 		}
 	}
 	if len(names) == 0 {
