@@ -25,7 +25,7 @@ _nicpersist() {
 		return
 		;;
 	--target)
-		COMPREPLY=($(compgen -W "auto rhel systemd" -- "$cur"))
+		COMPREPLY=($(compgen -W "auto rhel nm systemd" -- "$cur"))
 		return
 		;;
 	--rhel-stack)

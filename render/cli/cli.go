@@ -40,7 +40,7 @@ const usage = `nicpersist renders boot-persistent policy routing, NAT and sysctl
 multi-NIC machines from one TOML profile.
 
 Usage:
-  nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
+  nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|nm|systemd]
                      [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
@@ -184,7 +184,7 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 		l.plan = plan.Build(d, l.problems)
 	}
 	if l.plan != nil {
-		l.facts = sysroot.Read(root)
+		l.facts = sysroot.Read(root, l.plan.InterfaceNames()...)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
 	}
 	for _, p := range l.problems.Sorted() {
@@ -271,7 +271,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	var dry, diff, asJSON bool
 	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	c.register(fl)
-	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
+	fl.StringVar(&tgt, "target", "auto", "auto, rhel, nm or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
@@ -304,6 +304,9 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	if !dry && !write(l.root, changes, "render", stderr) {
 		return ExitRuntime
+	}
+	if !dry {
+		nmReload(c.root, choice, changes, stderr)
 	}
 	if asJSON {
 		printJSON(stdout, jsonResult{jsonChanges: newJSONChanges(changes, dry), Target: choice.String(), Warnings: append([]string{}, warnings...)})

@@ -33,6 +33,9 @@ var goldenProfiles = map[string]string{
 	"seed":           exampleProfile,
 	"centos7-legacy": exampleProfile,
 	"rhel9-nm":       exampleProfile,
+	"nm-keyfile":     exampleProfile,
+	"rhel8-ifcfg":    "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":   "../e2e/testdata/dualstack.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.
