@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/verify"
 )
 
@@ -27,12 +28,17 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fl, args, 0, stdout, stderr); !ok {
 		return code
 	}
+	// Most profiles with NAT have IPv4 NAT, and iptables-save takes longer
+	// than reading the profile and netlink together: it starts now, and
+	// is stopped if the profile turns out not to need it.
+	early := verify.StartSave(plan.V4)
 	l, code := load(c, stderr)
 	if l == nil {
+		early.Stop()
 		return code
 	}
 	l.root.Close()
-	k, err := verify.Read(l.plan)
+	k, err := verify.Read(l.plan, early)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist verify: cannot read the kernel's state: %v\n", err)
 		return ExitRuntime

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +30,7 @@ const verifyNS = "np-verify-"
 // peers stay in the namespace, up) and what a cloud image leaves: a default
 // route via eth1's gateway, forwarding off, rp_filter strict, and a rule
 // and a NAT rule of the user's that verify must not count.
-func seedVM(t *testing.T, name string) string {
+func seedVM(t testing.TB, name string) string {
 	t.Helper()
 	ns := testenv.Netns(t, verifyNS, name)
 	for _, l := range []string{
@@ -52,7 +56,7 @@ func seedVM(t *testing.T, name string) string {
 }
 
 // nsRun runs a command in the namespace and fails the test when it fails.
-func nsRun(t *testing.T, ns, name string, args ...string) string {
+func nsRun(t testing.TB, ns, name string, args ...string) string {
 	t.Helper()
 	out, _, err := nsExec(ns, name, args...)
 	if err != nil {
@@ -126,16 +130,13 @@ func verifyFound(t *testing.T, ns, self, prof string) []string {
 	return got
 }
 
-// TestVerifySeed starts the seed profile with `apply start` in a namespace
-// like the seed VM, then makes each kind of drift by hand: verify must find
-// it, under the profile key it comes from, with exit 3; after the unit's
-// reload (apply start again) it must find nothing, or, for what a reload
-// leaves (something added beside nicpersist's), that alone, until it is
-// removed by hand.
-func TestVerifySeed(t *testing.T) {
-	testenv.Need(t, "make network namespaces", verifyNS, "iptables", "iptables-save", "sysctl")
-	ns := seedVM(t, "seed")
-	self := testenv.SelfAsNicpersist(t)
+// seedStarter makes a seed VM namespace and renders the seed profile; it
+// returns the namespace, this binary as nicpersist, the profile, and what
+// runs `apply start` (the unit's start and reload) in the namespace.
+func seedStarter(t testing.TB, name string) (ns, self, prof string, start func(testing.TB)) {
+	t.Helper()
+	ns = seedVM(t, name)
+	self = testenv.SelfAsNicpersist(t)
 	prof, err := filepath.Abs(exampleProfile)
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +146,22 @@ func TestVerifySeed(t *testing.T) {
 		t.Fatalf("render: exit %d\n%s", code, errOut)
 	}
 	state := t.TempDir()
-	start := func(t *testing.T) {
+	t.Cleanup(func() { nsExec(ns, self, "apply", "stop", "--state", state) })
+	return ns, self, prof, func(t testing.TB) {
 		t.Helper()
 		nsRun(t, ns, self, "apply", "start", "--dir", filepath.Join(root, "etc/nicpersist"), "--state", state, "--wait", "5")
 	}
-	t.Cleanup(func() { nsExec(ns, self, "apply", "stop", "--state", state) })
+}
+
+// TestVerifySeed starts the seed profile with `apply start` in a namespace
+// like the seed VM, then makes each kind of drift by hand: verify must find
+// it, under the profile key it comes from, with exit 3; after the unit's
+// reload (apply start again) it must find nothing, or, for what a reload
+// leaves (something added beside nicpersist's), that alone, until it is
+// removed by hand.
+func TestVerifySeed(t *testing.T) {
+	testenv.Need(t, "make network namespaces", verifyNS, "iptables", "iptables-save", "sysctl")
+	ns, self, prof, start := seedStarter(t, "seed")
 
 	// Before the first start, everything differs.
 	if got := verifyFound(t, ns, self, prof); len(got) < 8 {
@@ -316,4 +328,57 @@ func TestVerifyWithoutIptablesSave(t *testing.T) {
 	if code != ExitRuntime || out != "" || !strings.Contains(errOut, "iptables-save is not installed") || !strings.Contains(errOut, "install the iptables package") {
 		t.Errorf("verify without iptables-save: exit %d, stdout %q, stderr %q; want exit 1 naming the iptables package", code, out, errOut)
 	}
+}
+
+// envVerifyBench is set in BenchmarkVerifySeed's child process: the
+// namespace, holding the seed state, that it runs in.
+const envVerifyBench = "NICPERSIST_VERIFY_BENCH_NETNS"
+
+// BenchmarkVerifySeed is `nicpersist verify` of the seed profile in
+// process (read and check the profile, read the kernel, compare, print)
+// against a namespace where apply start applied it. Verify reads the
+// namespace of its process, so the benchmark runs in a child process inside
+// the namespace (ip netns exec), whose ns/op it reports as its own.
+func BenchmarkVerifySeed(b *testing.B) {
+	if ns := os.Getenv(envVerifyBench); ns != "" {
+		args := []string{"verify", "--profile", exampleProfile}
+		if out, errOut, code := run(args...); code != ExitOK {
+			b.Fatalf("in %s: verify exit %d, not in sync:\n%s%s", ns, code, out, errOut)
+		}
+		for b.Loop() {
+			Main(args, io.Discard, io.Discard)
+		}
+		return
+	}
+	testenv.Need(b, "make network namespaces", verifyNS, "iptables", "iptables-save", "sysctl")
+	ns, _, _, start := seedStarter(b, "bench")
+	start(b)
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchtime := "1s"
+	if f := flag.Lookup("test.benchtime"); f != nil {
+		benchtime = f.Value.String()
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, self, "-test.run=^$", "-test.bench=^BenchmarkVerifySeed$",
+		"-test.benchtime="+benchtime, "-test.count=1", "-test.cpu="+strconv.Itoa(runtime.GOMAXPROCS(0)))
+	cmd.Env = append(os.Environ(), envVerifyBench+"="+ns)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("the benchmark's child process in %s: %v\n%s", ns, err, out)
+	}
+	nsPerOp := -1.0
+	for _, l := range strings.Split(string(out), "\n") {
+		w := strings.Fields(l)
+		if len(w) >= 4 && strings.HasPrefix(w[0], "BenchmarkVerifySeed") && w[3] == "ns/op" {
+			nsPerOp, err = strconv.ParseFloat(w[2], 64)
+		}
+	}
+	if nsPerOp < 0 || err != nil {
+		b.Fatalf("no ns/op in the child's output:\n%s", out)
+	}
+	// The set-up took longer than -benchtime, so this function runs
+	// once: its own time is replaced with the child's.
+	b.ReportMetric(nsPerOp, "ns/op")
 }
