@@ -344,3 +344,15 @@ func ExampleDifference_String() {
 	fmt.Println(Difference{Kind: KindRule, Key: "interface[0].reply_via_self", What: "rule missing", Want: "from 172.22.5.68/32 lookup 1000 priority 1000"})
 	// Output: interface[0].reply_via_self: rule missing: from 172.22.5.68/32 lookup 1000 priority 1000
 }
+
+// BenchmarkCompareSeed is the comparison alone, for the seed profile in
+// sync: what verify adds to reading the profile and the kernel.
+func BenchmarkCompareSeed(b *testing.B) {
+	p := seedPlan(b)
+	k := seedKernel()
+	for b.Loop() {
+		if d := Compare(p, k); len(d) != 0 {
+			b.Fatal(d)
+		}
+	}
+}
