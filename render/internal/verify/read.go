@@ -100,6 +100,11 @@ func Read(p *plan.Plan, ahead ...*Save) (*Kernel, error) {
 			s.Stop()
 		}
 	}()
+	for _, f := range unitfiles.Families {
+		if s := saves[f]; s != nil && s.fail != nil {
+			return nil, s.fail // not installed: nothing else is worth reading
+		}
+	}
 	var err error
 	if k.Names, k.Index, err = apply.LinkNames(); err != nil {
 		return nil, err
