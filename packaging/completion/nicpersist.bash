@@ -5,7 +5,7 @@ _nicpersist() {
 	local cur prev words cword
 	_init_completion || return
 
-	local cmds="render check apply uninstall try import version help"
+	local cmds="render check apply uninstall try import verify version help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
 		return
@@ -44,6 +44,7 @@ _nicpersist() {
 	uninstall) flags="--root --dry-run --json --help" ;;
 	try) flags="--profile --root --target --rhel-stack --timeout --confirm --help" ;;
 	import) flags="--rc-local --live --out --force --help" ;;
+	verify) flags="--profile --root --json --help" ;;
 	apply)
 		if [[ $cword -eq 2 ]]; then
 			COMPREPLY=($(compgen -W "start stop" -- "$cur"))

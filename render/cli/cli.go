@@ -27,6 +27,7 @@ const (
 	ExitOK      = 0
 	ExitRuntime = 1
 	ExitInvalid = 2
+	ExitDrift   = 3 // verify: the kernel is not what the profile says
 )
 
 // DefaultProfile is read under --root when --profile is not given.
@@ -49,10 +50,12 @@ Usage:
   nicpersist try     [--profile FILE] [--root DIR] [--target T] [--timeout SECONDS]
   nicpersist try     --confirm
   nicpersist import  --rc-local FILE | --live [--out PROFILE [--force]]
+  nicpersist verify  [--profile FILE] [--root DIR] [--json]
   nicpersist version
 
-Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile;
-import: 3 the profile was written but is incomplete or invalid (see "nicpersist import --help").
+Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile,
+3 verify found drift; import: 3 the profile was written but is incomplete or invalid
+(see "nicpersist import --help").
 Run "nicpersist <command> --help" for a command's flags.
 `
 
@@ -82,6 +85,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runTry(args[1:], os.Stdin, stdout, stderr)
 	case "import":
 		return runImport(args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
 			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
@@ -104,6 +109,10 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 type common struct {
 	profile string
 	root    string
+	// noFacts skips reading what the root already holds (rt_tables, rule
+	// files, the distribution), which only render's target and warnings
+	// use: verify reads the profile for what it says, and runs often.
+	noFacts bool
 }
 
 func (c *common) register(fl *pflag.FlagSet) {
@@ -183,7 +192,7 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 	if d := profile.Decode(src, l.problems); d != nil {
 		l.plan = plan.Build(d, l.problems)
 	}
-	if l.plan != nil {
+	if l.plan != nil && !c.noFacts {
 		l.facts = sysroot.Read(root, l.plan.InterfaceNames()...)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
 	}

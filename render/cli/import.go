@@ -17,7 +17,6 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/importer"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/profile"
-	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // ExitIncomplete is import's: the profile was written, but some of the
@@ -191,8 +190,8 @@ func writeNew(path string, data []byte, force bool) error {
 func readKernel(links []apply.Link) (importer.Kernel, error) {
 	k := importer.Kernel{
 		Links:   links,
-		Routes:  map[plan.Family][]apply.Route{},
-		Rules:   map[plan.Family][]unitfiles.Rule{},
+		Routes:  map[plan.Family][]apply.KernelRoute{},
+		Rules:   map[plan.Family][]apply.KernelRule{},
 		NATSave: map[plan.Family]string{},
 		Sysctl: func(key string) (string, bool) {
 			b, err := os.ReadFile("/proc/sys/" + key)

@@ -8,14 +8,13 @@ import (
 
 	"github.com/nicpersist/nicpersist/render/internal/apply"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
-	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
 // Kernel is the running kernel as --live reads it.
 type Kernel struct {
 	Links  []apply.Link
-	Routes map[plan.Family][]apply.Route
-	Rules  map[plan.Family][]unitfiles.Rule
+	Routes map[plan.Family][]apply.KernelRoute
+	Rules  map[plan.Family][]apply.KernelRule
 	// NATSave is `iptables-save -t nat` (and ip6tables-save) output; ""
 	// when the command is missing.
 	NATSave map[plan.Family]string
@@ -75,7 +74,7 @@ func LiveState(k Kernel, env Env) *State {
 			case r.Type != rtnUnicast:
 				st.skip(ln, fmt.Sprintf("not carried over: a route of type %d (not unicast) has no profile key", r.Type))
 				continue
-			case r.Multipath:
+			case len(r.Multipath) > 0:
 				st.skip(ln, "not carried over: a multipath route has no profile key")
 				continue
 			case r.PrefSrc.IsValid():
@@ -110,6 +109,9 @@ func LiveState(k Kernel, env Env) *State {
 			ln := &Line{Where: "kernel", Text: "rule " + ruleText(rl)}
 			rl.Src = ln
 			switch {
+			case !r.Plain():
+				st.skip(ln, "not carried over: the rule has a selector or action a profile cannot say ("+ruleExtra(r)+")")
+				continue
 			case isKernelTable(r.Table) && r.Table != plan.TableMain:
 				st.skip(ln, fmt.Sprintf("not carried over: a rule to the kernel's table %d has no profile key", r.Table))
 				continue
@@ -130,7 +132,7 @@ func LiveState(k Kernel, env Env) *State {
 	return st
 }
 
-func routeText(rt Route, r apply.Route) string {
+func routeText(rt Route, r apply.KernelRoute) string {
 	var b strings.Builder
 	b.WriteString(dest(rt.To))
 	if rt.Via.IsValid() {
@@ -247,4 +249,22 @@ func (s *script) liveSysctls(k Kernel) {
 		ln.Text = "net.ipv4.conf.*.rp_filter"
 		s.st.skip(ln, "not carried over: rp_filter differs between links ("+strings.Join(parts, "; ")+"); the profile's rp_filter is one value for every profile interface")
 	}
+}
+
+// ruleExtra names what makes a kernel rule more than a profile [[rule]].
+func ruleExtra(r apply.KernelRule) string {
+	var w []string
+	if r.Invert {
+		w = append(w, "not")
+	}
+	if r.Action != "lookup" {
+		w = append(w, r.Action)
+	}
+	if r.TOS != 0 {
+		w = append(w, fmt.Sprintf("tos 0x%x", r.TOS))
+	}
+	if r.Realms != 0 {
+		w = append(w, fmt.Sprintf("realms %d", r.Realms))
+	}
+	return strings.Join(append(w, r.Other...), ", ")
 }

@@ -22,8 +22,8 @@ func TestLive(t *testing.T) {
 		{Name: "eth3", Index: 4, Addrs: []netip.Prefix{pfx("172.22.5.132/26")}},
 		{Name: "peer1", Index: 5},
 	}
-	rt := func(table uint32, dst string, gw string, oif int32, proto uint8) apply.Route {
-		r := apply.Route{Table: table, Dst: pfx(dst), OIF: oif, Proto: proto, Type: 1}
+	rt := func(table uint32, dst string, gw string, oif int32, proto uint8) apply.KernelRoute {
+		r := apply.KernelRoute{Table: table, Dst: pfx(dst), Nexthop: apply.Nexthop{OIF: oif}, Proto: proto, Type: 1}
 		if gw != "" {
 			r.Gateway = addr(gw)
 		}
@@ -31,7 +31,7 @@ func TestLive(t *testing.T) {
 	}
 	k := Kernel{
 		Links: links,
-		Routes: map[plan.Family][]apply.Route{plan.V4: {
+		Routes: map[plan.Family][]apply.KernelRoute{plan.V4: {
 			rt(254, "0.0.0.0/0", "172.22.5.97", 3, 3),       // boot: default_route
 			rt(254, "172.22.5.64/27", "", 2, 2),             // the kernel's
 			rt(254, "10.20.0.0/16", "172.22.5.97", 3, 4),    // static: carried
@@ -41,12 +41,12 @@ func TestLive(t *testing.T) {
 			{Table: 254, Dst: pfx("10.66.0.0/16"), Type: 6}, // prohibit
 			rt(102, "0.0.0.0/0", "172.22.5.129", 4, 16),     // dhcp, but not in main: carried
 		}},
-		Rules: map[plan.Family][]unitfiles.Rule{plan.V4: {
-			{Priority: 0, Table: 255},
-			{Priority: 1200, From: pfx("172.22.5.68/32"), Table: 101},
-			{Priority: 1300, Mark: 0x10, Mask: 0xff, Table: 102},
-			{Priority: 32766, Table: 254},
-			{Priority: 32767, Table: 253},
+		Rules: map[plan.Family][]apply.KernelRule{plan.V4: {
+			{Rule: unitfiles.Rule{Priority: 0, Table: 255}, Action: "lookup"},
+			{Rule: unitfiles.Rule{Priority: 1200, From: pfx("172.22.5.68/32"), Table: 101}, Action: "lookup"},
+			{Rule: unitfiles.Rule{Priority: 1300, Mark: 0x10, Mask: 0xff, Table: 102}, Action: "lookup"},
+			{Rule: unitfiles.Rule{Priority: 32766, Table: 254}, Action: "lookup"},
+			{Rule: unitfiles.Rule{Priority: 32767, Table: 253}, Action: "lookup"},
 		}},
 		NATSave: map[plan.Family]string{plan.V4: "*nat\n:POSTROUTING ACCEPT [0:0]\n:NICPERSIST-POSTROUTING - [0:0]\n" +
 			"-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A POSTROUTING -j NICPERSIST-POSTROUTING\n" +
@@ -110,8 +110,8 @@ func TestLive(t *testing.T) {
 func TestLiveStackGateway(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	links := []apply.Link{{Name: "eth1", Index: 2, Addrs: []netip.Prefix{pfx("172.22.5.68/27")}}}
-	k := Kernel{Links: links, Routes: map[plan.Family][]apply.Route{plan.V4: {
-		{Table: 254, Dst: pfx("0.0.0.0/0"), Gateway: netip.MustParseAddr("172.22.5.65"), OIF: 2, Proto: 16, Type: 1},
+	k := Kernel{Links: links, Routes: map[plan.Family][]apply.KernelRoute{plan.V4: {
+		{Table: 254, Dst: pfx("0.0.0.0/0"), Nexthop: apply.Nexthop{Gateway: netip.MustParseAddr("172.22.5.65"), OIF: 2}, Proto: 16, Type: 1},
 	}}}
 	env := Env{Links: map[string][]netip.Prefix{"eth1": links[0].Addrs}}
 	text := string(Profile(LiveState(k, env), env, "kernel").Profile)
