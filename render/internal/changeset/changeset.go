@@ -458,7 +458,7 @@ func validManifestDir(d string) bool {
 			return true
 		}
 	}
-	return false
+	return distro.IsStackDir(d)
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
@@ -467,6 +467,9 @@ var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.
 func validManifestPath(p string) bool {
+	if distro.IsStackPath(p) {
+		return true
+	}
 	for _, prefix := range manifestPrefixes {
 		if strings.HasPrefix(p, prefix) && !strings.Contains(p, "..") {
 			return true

@@ -30,6 +30,9 @@ func TestDetect(t *testing.T) {
 		{"forced stack", sysroot.Facts{}, "rhel", "networkmanager", "rhel (networkmanager)"},
 		{"forced stack over the root", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, NetworkManager: true}, "rhel", "network-scripts", "rhel (network-scripts)"},
 		{"forced systemd", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "systemd", "auto", "systemd"},
+		{"debian with networkd", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, Stacks: sysroot.Stacks{Networkd: true}}, "auto", "auto", "networkd"},
+		{"rhel with networkd enabled stays rhel", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true, Stacks: sysroot.Stacks{Networkd: true}}, "auto", "auto", "rhel (network-scripts)"},
+		{"forced networkd", sysroot.Facts{}, "networkd", "auto", "networkd"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := Detect(c.facts, c.target, c.stack)
@@ -38,7 +41,7 @@ func TestDetect(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Detect(sysroot.Facts{}, "netplan", "auto"); err == nil {
+	if _, err := Detect(sysroot.Facts{}, "wicked", "auto"); err == nil {
 		t.Error("unknown target accepted")
 	}
 	if _, err := Detect(sysroot.Facts{}, "rhel", "ifupdown"); err == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -16,6 +17,9 @@ import (
 const (
 	RHEL           = "rhel"
 	Systemd        = "systemd"
+	Networkd       = "networkd"
+	Netplan        = "netplan"
+	Ifupdown       = "ifupdown"
 	NetworkScripts = "network-scripts"
 	NetworkManager = "networkmanager"
 )
@@ -35,6 +39,9 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
+	// Root is what Detect read; the stack targets render against it (which
+	// .network file matches an interface, say).
+	Root sysroot.Facts
 }
 
 func (c Choice) String() string {
@@ -66,7 +73,14 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		}
 		owned(SysctlConf, conf.String())
 	}
-	uf, err := unitfiles.Render(p)
+	// The stack targets hold routes and rules themselves; the unit applies
+	// only the rest.
+	nat, err := stackNative(p, c, h)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, nat.files...)
+	uf, err := unitfiles.Render(nat.rest(p))
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,9 @@ type Facts struct {
 	RuleFiles map[string]bool
 	// System is the numbering that other files under the root already use.
 	System plan.System
+
+	// The Debian and Ubuntu stacks (networkd.go).
+	Stacks
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -84,6 +87,7 @@ func Read(t Tree) Facts {
 		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
+		Stacks:         readStacks(t),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {

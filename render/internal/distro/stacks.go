@@ -1,0 +1,72 @@
+package distro
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
+)
+
+// stackNative dispatches to the target whose network stack holds routes and
+// rules itself; other targets leave them all to the unit.
+func stackNative(p *plan.Plan, c Choice, header string) (native, error) {
+	switch c.Target {
+	case Networkd:
+		return networkdNative(p, c.Root, header)
+	}
+	return native{routes: make([]bool, len(p.Routes)), rules: make([]bool, len(p.Rules))}, nil
+}
+
+// StackWarnings are what a stack target could not hold natively, and why:
+// each names the file and the change that would let it.
+func StackWarnings(p *plan.Plan, c Choice) []string {
+	n, err := stackNative(p, c, "")
+	if err != nil {
+		return nil // Render reports it
+	}
+	return n.warnings
+}
+
+// detectStack picks among the Debian and Ubuntu stacks for --target auto,
+// or reports that none of them runs the root.
+func detectStack(f sysroot.Facts, name string) (Choice, bool) {
+	s := f.Stacks
+	switch {
+	case s.Networkd:
+		return Choice{Target: Networkd, Reason: fmt.Sprintf("systemd-networkd.service is enabled on %s", name)}, true
+	}
+	return Choice{}, false
+}
+
+// noStack says why none of the Debian and Ubuntu stacks was chosen.
+const noStack = "runs none of netplan, systemd-networkd and ifupdown"
+
+// NetworkdDir is where the networkd drop-ins go, whichever directory holds
+// the .network file they are for: /etc outlasts /run and package updates.
+const NetworkdDir = "etc/systemd/network"
+
+// IsStackPath says a path is one the stack targets render, so that a
+// manifest naming anything else (tampered with, say) steers no removal
+// there.
+func IsStackPath(p string) bool {
+	if strings.Contains(p, "..") {
+		return false
+	}
+	d, name := path.Split(p)
+	return name == DropinName && IsStackDir(strings.TrimSuffix(d, "/")) && strings.HasSuffix(d, ".network.d/")
+}
+
+// IsStackDir says a directory is one a stack target's files may lie in, so
+// a render may record that it created it.
+func IsStackDir(d string) bool {
+	if strings.Contains(d, "..") {
+		return false
+	}
+	if d == NetworkdDir {
+		return true
+	}
+	dir, name := path.Split(d)
+	return dir == NetworkdDir+"/" && strings.HasSuffix(name, ".network.d") && len(name) > len(".network.d")
+}
