@@ -15,6 +15,8 @@ func stackNative(p *plan.Plan, c Choice, header string) (native, error) {
 	switch c.Target {
 	case Networkd:
 		return networkdNative(p, c.Root, header)
+	case Netplan:
+		return netplanNative(p, c.Root, header)
 	}
 	return native{routes: make([]bool, len(p.Routes)), rules: make([]bool, len(p.Rules))}, nil
 }
@@ -34,6 +36,8 @@ func StackWarnings(p *plan.Plan, c Choice) []string {
 func detectStack(f sysroot.Facts, name string) (Choice, bool) {
 	s := f.Stacks
 	switch {
+	case s.Netplan && len(s.NetplanDefs) > 0:
+		return Choice{Target: Netplan, Reason: fmt.Sprintf("netplan is installed on %s and /%s defines its interfaces", name, s.NetplanDefs[0].File)}, true
 	case s.Networkd:
 		return Choice{Target: Networkd, Reason: fmt.Sprintf("systemd-networkd.service is enabled on %s", name)}, true
 	}
@@ -55,6 +59,9 @@ func IsStackPath(p string) bool {
 		return false
 	}
 	d, name := path.Split(p)
+	if p == NetplanFile {
+		return true
+	}
 	return name == DropinName && IsStackDir(strings.TrimSuffix(d, "/")) && strings.HasSuffix(d, ".network.d/")
 }
 
@@ -64,7 +71,7 @@ func IsStackDir(d string) bool {
 	if strings.Contains(d, "..") {
 		return false
 	}
-	if d == NetworkdDir {
+	if d == NetworkdDir || d == path.Dir(NetplanFile) {
 		return true
 	}
 	dir, name := path.Split(d)

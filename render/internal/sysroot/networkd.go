@@ -215,6 +215,9 @@ type Stacks struct {
 	// (etc/netplan, run/netplan, lib/netplan), in the order it reads them.
 	Netplan      bool
 	NetplanFiles []string
+	// NetplanDefs are the device definitions of NetplanFiles but
+	// nicpersist's own (NetplanOwn), in netplan's order.
+	NetplanDefs []NetplanDef
 	// Ifupdown says ifupdown is installed and networking.service enabled.
 	Ifupdown bool
 }
@@ -242,6 +245,9 @@ func readStacks(t Tree) Stacks {
 	sort.Strings(names)
 	for _, n := range names {
 		s.NetplanFiles = append(s.NetplanFiles, where[n])
+		if where[n] != NetplanOwn {
+			s.NetplanDefs = append(s.NetplanDefs, readNetplan(t, []string{where[n]})...)
+		}
 	}
 	s.Ifupdown = (t.Exists("usr/sbin/ifup") || t.Exists("sbin/ifup")) &&
 		t.Exists("etc/systemd/system/multi-user.target.wants/networking.service")
@@ -251,3 +257,8 @@ func readStacks(t Tree) Stacks {
 // NetplanDirs are where netplan reads YAML, highest precedence first: a file
 // in /etc hides one of the same name in /run and /lib.
 var NetplanDirs = []string{"etc/netplan", "run/netplan", "lib/netplan"}
+
+// NetplanOwn is the netplan file nicpersist renders. 90 sorts it after
+// cloud-init's 50-cloud-init.yaml and the installers' 00- and 01- files, so
+// its routes merge into their definitions.
+const NetplanOwn = "etc/netplan/90-nicpersist.yaml"

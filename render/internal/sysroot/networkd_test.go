@@ -89,3 +89,24 @@ func TestNetworkFor(t *testing.T) {
 		t.Errorf("metrics %d, %d; want 0 and 50", m.Defaults[0].Metric, m.Defaults[1].Metric)
 	}
 }
+
+func TestNetplanFor(t *testing.T) {
+	root := mapTree{
+		"etc/netplan/50-cloud-init.yaml": "# header\nnetwork:\n    ethernets:\n        eth0:\n            dhcp4: true\n            match:\n                macaddress: '52:54:00:12:34:00'\n            set-name: eth0\n        id1:\n            addresses:\n            - 10.0.0.2/24\n            match: {name: \"ens*\"}\n            routes:\n            -   to: default\n                via: 10.0.0.1\n    version: 2\n",
+		"lib/netplan/00-installer.yaml":  "network:\n  version: 2\n  renderer: networkd\n  vlans:\n    vlan7:\n      id: 7\n      link: eth0\n      gateway4: 10.7.0.1\n",
+		"etc/netplan/90-nicpersist.yaml": "network:\n  ethernets:\n    eth9:\n      routes: []\n",
+	}
+	f := Facts{Stacks: readStacks(root)}
+	for dev, want := range map[string]string{"eth0": "ethernets/eth0", "ens3": "ethernets/id1", "vlan7": "vlans/vlan7", "eth9": "", "to": ""} {
+		got := ""
+		if d := f.NetplanFor(dev); d != nil {
+			got = d.Type + "/" + d.ID
+		}
+		if got != want {
+			t.Errorf("NetplanFor(%s) = %q, want %q", dev, got, want)
+		}
+	}
+	if d := f.NetplanFor("vlan7"); d.Gateway4 != "10.7.0.1" || d.File != "lib/netplan/00-installer.yaml" {
+		t.Errorf("vlan7: %+v", d)
+	}
+}
