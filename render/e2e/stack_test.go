@@ -37,6 +37,10 @@ type stackCase struct {
 	// events are the stack's own ways of taking the policy away, beyond the
 	// link bounces and the reboot every stack gets.
 	events []event
+	// known are cells a strict stack is known to fail, each with the
+	// reason; they are measured and logged, and must still fail (a pass
+	// means the reason, and this list, are out of date).
+	known map[string]string
 }
 
 type event struct {
@@ -50,7 +54,7 @@ type event struct {
 // that takes it away: the matrix of issue #11. The table is logged; the
 // cells of the stack targets must all be "back".
 func TestStackMatrix(t *testing.T) {
-	need(t, "systemd-nspawn", "nsenter", "dnsmasq", "netplan")
+	need(t, "systemd-nspawn", "nsenter", "dnsmasq", "netplan", "ifup", "dhclient")
 	t.Parallel()
 	for _, sc := range []stackCase{
 		{name: "systemd-on-networkd", target: "systemd", daemon: "systemd-networkd.service", image: networkdImage, events: networkdEvents},
@@ -58,6 +62,12 @@ func TestStackMatrix(t *testing.T) {
 		// The image's /usr is the host's: netplan in the root cannot be
 		// seen, so the target is named (auto is tested in the golden cases).
 		{name: "netplan", target: "netplan", strict: true, daemon: "systemd-networkd.service", image: netplanImage, events: netplanEvents},
+		{name: "ifupdown", target: "auto", strict: true, daemon: "networking.service", image: ifupdownImage, events: ifupdownEvents, known: map[string]string{
+			"eth1 down 1s, up":  ifupdownNoCarrier,
+			"eth1 down 12s, up": ifupdownNoCarrier,
+			"eth2 down 1s, up":  ifupdownNoCarrier,
+			"eth2 down 12s, up": ifupdownNoCarrier,
+		}},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
@@ -75,6 +85,73 @@ var networkdEvents = []event{
 	{"networkctl reconfigure eth2", func(t *testing.T, c *container, _ *topology) { c.exec(t, "networkctl", "reconfigure", "eth2") }},
 	{"DHCP renewal eth1 (networkctl renew)", func(t *testing.T, c *container, _ *topology) { c.exec(t, "networkctl", "renew", "eth1") }},
 	{"DHCP renewal eth2 (networkctl renew)", func(t *testing.T, c *container, _ *topology) { c.exec(t, "networkctl", "renew", "eth2") }},
+}
+
+// ifupdownNoCarrier is why a link bounce is not repaired on ifupdown: no
+// part of it watches the carrier (ifup runs only when asked), so nothing
+// runs its hooks when a link comes back.
+const ifupdownNoCarrier = "ifupdown does not watch link state"
+
+// dhclientArgs are the pid and lease files ifupdown 0.8 gives dhclient,
+// so the test's dhclient is the one ifup started.
+func dhclientArgs(dev string) []string {
+	return []string{"-4", "-pf", "/run/dhclient." + dev + ".pid", "-lf", "/var/lib/dhcp/dhclient." + dev + ".leases", dev}
+}
+
+var ifupdownEvents = []event{
+	{"systemctl restart networking", func(t *testing.T, c *container, _ *topology) {
+		c.systemctl(t, "restart", "networking.service")
+	}},
+	{"ifdown eth1; ifup eth1", func(t *testing.T, c *container, _ *topology) {
+		c.exec(t, "ifdown", "eth1")
+		c.exec(t, "ifup", "eth1")
+	}},
+	{"ifdown eth2; ifup eth2", func(t *testing.T, c *container, _ *topology) {
+		c.exec(t, "ifdown", "eth2")
+		c.exec(t, "ifup", "eth2")
+	}},
+	{"DHCP eth1: dhclient -r, new lease", func(t *testing.T, c *container, _ *topology) {
+		c.exec(t, append([]string{"dhclient", "-r"}, dhclientArgs("eth1")...)...)
+		c.exec(t, append([]string{"dhclient"}, dhclientArgs("eth1")...)...)
+	}},
+	{"DHCP eth2: dhclient -r, new lease", func(t *testing.T, c *container, _ *topology) {
+		c.exec(t, append([]string{"dhclient", "-r"}, dhclientArgs("eth2")...)...)
+		c.exec(t, append([]string{"dhclient"}, dhclientArgs("eth2")...)...)
+	}},
+}
+
+// ifupdownImage is a Debian 12 cloud image of the ifupdown kind: eth1 and
+// eth2 by DHCP (dhclient, run by ifup), static IPv6 and eth3.
+func ifupdownImage(t *testing.T, root string) {
+	files := map[string]string{
+		"etc/network/interfaces":            "# interfaces(5) file used by ifup(8) and ifdown(8)\nsource /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
+		"etc/network/interfaces.d/eth1":     "auto eth1\niface eth1 inet dhcp\niface eth1 inet6 static\n    address 2001:db8:1::68/64\n    gateway 2001:db8:1::1\n    accept_ra 0\n",
+		"etc/network/interfaces.d/eth2":     "auto eth2\niface eth2 inet dhcp\niface eth2 inet6 static\n    address 2001:db8:2::100/64\n    accept_ra 0\n",
+		"etc/network/interfaces.d/eth3":     "auto eth3\niface eth3 inet static\n    address 172.22.5.132/26\niface eth3 inet6 static\n    address 2001:db8:3::132/64\n    accept_ra 0\n",
+		"etc/tmpfiles.d/ifupdown-dhcp.conf": "d /var/lib/dhcp 0755 root root -\nd /run/network 0755 root root -\n",
+	}
+	if b, err := os.ReadFile("/etc/dhcp/dhclient.conf"); err == nil {
+		files["etc/dhcp/dhclient.conf"] = string(b)
+	}
+	writeFiles(t, root, files)
+	// The hook directories the ifupdown and isc-dhcp-client packages ship.
+	for _, d := range []string{"if-pre-up.d", "if-up.d", "if-down.d", "if-post-down.d"} {
+		if err := os.MkdirAll(filepath.Join(root, "etc/network", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"dhclient-enter-hooks.d", "dhclient-exit-hooks.d"} {
+		if err := os.MkdirAll(filepath.Join(root, "etc/dhcp", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links(t, root, map[string]string{
+		"etc/systemd/system/multi-user.target.wants/networking.service":     "/lib/systemd/system/networking.service",
+		"etc/systemd/system/network-online.target.wants/networking.service": "/lib/systemd/system/networking.service",
+	})
+	// --target auto sees ifupdown installed through the image's /sbin, which
+	// in the container is the host's.
+	writeFiles(t, root, map[string]string{"sbin/ifup": ""})
 }
 
 // netplanEvents: `netplan apply` is generate, a networkd restart and a
@@ -368,7 +445,7 @@ func (c *container) booted(t *testing.T, tp *topology, fams []family, daemon str
 		return 0, miss
 	}
 	held := monotonic()
-	out := c.exec(t, "systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", daemon)
+	out := c.exec(t, "systemctl", "show", "-p", "InactiveExitTimestampMonotonic", "--value", daemon)
 	started := parseUint(strings.TrimSpace(out))
 	if started == 0 || started > held {
 		t.Fatalf("%s: no start time (%q)", daemon, out)
@@ -402,7 +479,7 @@ func stackMatrix(t *testing.T, sc stackCase) {
 		} else {
 			c.result = "NOT back: " + strings.Join(miss, ", ")
 			if cur != nil {
-				out, _ := try(nil, nil, "nsenter", "-t", itoa(cur.pid1), "-a", "journalctl", "--no-pager", "-n", "300", "-u", "systemd-networkd", "-u", "nicpersist")
+				out, _ := try(nil, nil, "nsenter", "-t", itoa(cur.pid1), "-a", "journalctl", "--no-pager", "-n", "300", "-u", sc.daemon, "-u", "nicpersist")
 				t.Logf("after %s, NOT back: %v\n%s", name, miss, out)
 			}
 		}
@@ -460,8 +537,12 @@ func stackMatrix(t *testing.T, sc stackCase) {
 
 	if sc.strict {
 		for _, c := range cells {
-			if !c.ok {
+			why, known := sc.known[c.event]
+			switch {
+			case !c.ok && !known:
 				t.Errorf("%s: %s; want back within %v", c.event, c.result, backWithin)
+			case c.ok && known:
+				t.Errorf("%s: %s, but listed as known to fail (%s): update the list", c.event, c.result, why)
 			}
 		}
 	}

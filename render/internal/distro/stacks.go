@@ -17,6 +17,8 @@ func stackNative(p *plan.Plan, c Choice, header string) (native, error) {
 		return networkdNative(p, c.Root, header)
 	case Netplan:
 		return netplanNative(p, c.Root, header)
+	case Ifupdown:
+		return ifupdownNative(p, c.Root, header)
 	}
 	return native{routes: make([]bool, len(p.Routes)), rules: make([]bool, len(p.Rules))}, nil
 }
@@ -40,6 +42,8 @@ func detectStack(f sysroot.Facts, name string) (Choice, bool) {
 		return Choice{Target: Netplan, Reason: fmt.Sprintf("netplan is installed on %s and /%s defines its interfaces", name, s.NetplanDefs[0].File)}, true
 	case s.Networkd:
 		return Choice{Target: Networkd, Reason: fmt.Sprintf("systemd-networkd.service is enabled on %s", name)}, true
+	case s.Ifupdown && len(s.Ifaces) > 0:
+		return Choice{Target: Ifupdown, Reason: fmt.Sprintf("ifupdown's networking.service is enabled on %s and /%s has iface stanzas", name, sysroot.Interfaces)}, true
 	}
 	return Choice{}, false
 }
@@ -59,7 +63,7 @@ func IsStackPath(p string) bool {
 		return false
 	}
 	d, name := path.Split(p)
-	if p == NetplanFile {
+	if p == NetplanFile || p == IfupHook || p == DhclientHook {
 		return true
 	}
 	return name == DropinName && IsStackDir(strings.TrimSuffix(d, "/")) && strings.HasSuffix(d, ".network.d/")
@@ -71,7 +75,8 @@ func IsStackDir(d string) bool {
 	if strings.Contains(d, "..") {
 		return false
 	}
-	if d == NetworkdDir || d == path.Dir(NetplanFile) {
+	switch d {
+	case NetworkdDir, path.Dir(NetplanFile), path.Dir(IfupHook), path.Dir(DhclientHook), "etc/network", "etc/dhcp":
 		return true
 	}
 	dir, name := path.Split(d)

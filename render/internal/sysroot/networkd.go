@@ -218,8 +218,10 @@ type Stacks struct {
 	// NetplanDefs are the device definitions of NetplanFiles but
 	// nicpersist's own (NetplanOwn), in netplan's order.
 	NetplanDefs []NetplanDef
-	// Ifupdown says ifupdown is installed and networking.service enabled.
+	// Ifupdown says ifupdown is installed and networking.service enabled;
+	// Ifaces maps each interface with an iface stanza to its file.
 	Ifupdown bool
+	Ifaces   map[string]string
 }
 
 func readStacks(t Tree) Stacks {
@@ -251,6 +253,7 @@ func readStacks(t Tree) Stacks {
 	}
 	s.Ifupdown = (t.Exists("usr/sbin/ifup") || t.Exists("sbin/ifup")) &&
 		t.Exists("etc/systemd/system/multi-user.target.wants/networking.service")
+	s.Ifaces = readIfaces(t)
 	return s
 }
 

@@ -110,3 +110,23 @@ func TestNetplanFor(t *testing.T) {
 		t.Errorf("vlan7: %+v", d)
 	}
 }
+
+func TestIfaces(t *testing.T) {
+	root := mapTree{
+		"etc/network/interfaces":            "source /etc/network/interfaces.d/*\nsource-directory more\nauto lo\niface lo inet loopback\n# iface commented inet dhcp\n",
+		"etc/network/interfaces.d/eth1":     "iface eth1 inet dhcp\niface eth1 inet6 auto\n",
+		"etc/network/interfaces.d/eth2.cfg": "iface eth2 inet dhcp\n",
+		"etc/network/more/50-eth3":          "iface eth3 inet static\n  address 10.0.0.1/24\n",
+		"etc/network/more/skip.bak":         "iface eth9 inet dhcp\n",
+	}
+	got := readIfaces(root)
+	want := map[string]string{"lo": "etc/network/interfaces", "eth1": "etc/network/interfaces.d/eth1", "eth2": "etc/network/interfaces.d/eth2.cfg", "eth3": "etc/network/more/50-eth3"}
+	if len(got) != len(want) {
+		t.Errorf("readIfaces = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("readIfaces[%s] = %q, want %q", k, got[k], v)
+		}
+	}
+}
