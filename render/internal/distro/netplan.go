@@ -140,15 +140,14 @@ func netplanBeatenBy(p *plan.Plan, f sysroot.Facts, r plan.Route) string {
 	return ""
 }
 
-// netplanRoute is one routes: item. Values are the plan's, which are
-// addresses and numbers: nothing needs quoting but IPv6 addresses, which
-// YAML would otherwise be free to read otherwise.
+// netplanRoute is one routes: item. Values are the plan's addresses and
+// numbers, plain YAML scalars as cloud-init writes them (::/0 included).
 func netplanRoute(r plan.Route) []iniKey {
 	var k []iniKey
 	add := func(key, v string) { k = append(k, iniKey{key, v}) }
-	add("to", strconv.Quote(r.To.String()))
+	add("to", r.To.String())
 	if r.Via.IsValid() {
-		add("via", strconv.Quote(r.Via.String()))
+		add("via", r.Via.String())
 		// As in the networkd drop-in: DHCP may not have given the link its
 		// address yet when the route is added.
 		add("on-link", "true")
@@ -168,10 +167,10 @@ func netplanRule(r plan.Rule) []iniKey {
 	var k []iniKey
 	add := func(key, v string) { k = append(k, iniKey{key, v}) }
 	if r.From.IsValid() {
-		add("from", strconv.Quote(r.From.String()))
+		add("from", r.From.String())
 	}
 	if r.To.IsValid() {
-		add("to", strconv.Quote(r.To.String()))
+		add("to", r.To.String())
 	}
 	if r.FWMark != "" {
 		add("mark", decimalMark(r.FWMark))
