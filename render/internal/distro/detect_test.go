@@ -81,3 +81,33 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestIsStackPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"etc/systemd/network/10-eth1.network.d/50-nicpersist.conf":      true,
+		"etc/netplan/90-nicpersist.yaml":                                true,
+		"etc/network/if-up.d/nicpersist":                                true,
+		"etc/dhcp/dhclient-exit-hooks.d/nicpersist":                     true,
+		"etc/systemd/network/10-eth1.network":                           false, // the user's own
+		"etc/systemd/network/10-eth1.network.d/90-override.conf":        false,
+		"etc/systemd/network/../../passwd.network.d/50-nicpersist.conf": false,
+		"etc/netplan/50-cloud-init.yaml":                                false,
+		"etc/network/interfaces":                                        false,
+		"etc/systemd/network/a/b.network.d/50-nicpersist.conf":          false,
+	} {
+		if got := IsStackPath(p); got != want {
+			t.Errorf("IsStackPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+	for d, want := range map[string]bool{
+		"etc/systemd/network":                   true,
+		"etc/systemd/network/10-eth1.network.d": true,
+		"etc/systemd/network/.network.d":        false,
+		"etc/systemd/network/x.network.d/..":    false,
+		"usr/lib/systemd/network":               false,
+	} {
+		if got := IsStackDir(d); got != want {
+			t.Errorf("IsStackDir(%q) = %v, want %v", d, got, want)
+		}
+	}
+}
