@@ -30,12 +30,13 @@ const exampleProfile = "../../packaging/profile.example.toml"
 // goldenProfiles maps a golden case to a profile kept outside its directory.
 // A case not listed here renders testdata/<case>/profile.toml.
 var goldenProfiles = map[string]string{
-	"seed":           exampleProfile,
-	"centos7-legacy": exampleProfile,
-	"rhel9-nm":       exampleProfile,
-	"nm-keyfile":     exampleProfile,
-	"rhel8-ifcfg":    "../e2e/testdata/dualstack.toml",
-	"nm-dualstack":   "../e2e/testdata/dualstack.toml",
+	"seed":                        exampleProfile,
+	"centos7-legacy":              exampleProfile,
+	"rhel9-nm":                    exampleProfile,
+	"nm-keyfile":                  exampleProfile,
+	"rhel8-ifcfg":                 "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":                "../e2e/testdata/dualstack.toml",
+	"debian12-networkd-static-gw": exampleProfile,
 }
 
 // goldenProfilePath is the profile a golden case renders.

@@ -29,8 +29,8 @@ type ifcfgConn struct {
 // connection's route-/rule- files from this name (ifcfg-System_eth1 reads
 // route-System_eth1), not from the device.
 func ifcfgFor(c Choice, dev string) (ifcfgConn, bool) {
-	names := make([]string, 0, len(c.Scripts))
-	for n := range c.Scripts {
+	names := make([]string, 0, len(c.Root.Scripts))
+	for n := range c.Root.Scripts {
 		if strings.HasPrefix(n, "ifcfg-") {
 			names = append(names, n)
 		}
@@ -38,7 +38,7 @@ func ifcfgFor(c Choice, dev string) (ifcfgConn, bool) {
 	sort.Strings(names)
 	var fallback *ifcfgConn
 	for _, n := range names {
-		v := keyfile.ParseVars([]byte(c.Scripts[n]))
+		v := keyfile.ParseVars([]byte(c.Root.Scripts[n]))
 		name := strings.TrimPrefix(n, "ifcfg-")
 		d, ok := v.Get("DEVICE")
 		switch {
@@ -66,7 +66,7 @@ func routeFileName(c Choice, dev string) string {
 // ROUTING_RULE_n: NetworkManager reads them there since 1.18, and adds and
 // removes them with the connection.
 func nativeRules(c Choice, home string) bool {
-	if c.Target != RHEL || c.Stack != NetworkManager || !sysroot.VersionAtLeast(c.NM.Version, 1, 18) {
+	if c.Target != RHEL || c.Stack != NetworkManager || !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 18) {
 		return false
 	}
 	_, ok := ifcfgFor(c, home)
@@ -98,7 +98,7 @@ func ifcfgChecks(p *plan.Plan, c Choice, files []File) error {
 		if !strings.HasPrefix(base, "route") {
 			continue
 		}
-		cur := c.Scripts[base]
+		cur := c.Root.Scripts[base]
 		if svformat.MatchString(cur) {
 			errs = append(errs, fmt.Sprintf("/%s is in the key=value form (ADDRESS0=...): NetworkManager then ignores every `ip route` line in it and ifup-routes runs it as a shell script, so nicpersist's lines would fail in it; rewrite it as one `ip route` argument line per route, and render again. Your routes as lines:\n%s", f.Path, convertSvformat(cur)))
 		}
@@ -215,8 +215,8 @@ func routeKey(line string, v6 bool) string {
 // routes in other words. They go, so that the render does not add the
 // routes a second time.
 func rewritten(c Choice, path string, block []string) []string {
-	cur, ok := c.Scripts[strings.TrimPrefix(path, ScriptsDir+"/")]
-	if !ok || !c.Blocks[path] || strings.Contains(cur, sysroot.Begin) || strings.Contains(cur, sysroot.End) {
+	cur, ok := c.Root.Scripts[strings.TrimPrefix(path, ScriptsDir+"/")]
+	if !ok || !c.Root.Blocks[path] || strings.Contains(cur, sysroot.Begin) || strings.Contains(cur, sysroot.End) {
 		return nil
 	}
 	v6 := strings.Contains(path, "/route6-")
@@ -254,8 +254,8 @@ func ifcfgRuleFiles(p *plan.Plan, c Choice) []File {
 	var out []File
 	for _, name := range order {
 		path := ScriptsDir + "/ifcfg-" + name
-		v := keyfile.ParseVars([]byte(c.Scripts["ifcfg-"+name]))
-		for _, e := range c.NM.Owned[path] {
+		v := keyfile.ParseVars([]byte(c.Root.Scripts["ifcfg-"+name]))
+		for _, e := range c.Root.NM.Owned[path] {
 			_, kv, _ := strings.Cut(e, " ")
 			k, val, _ := strings.Cut(kv, "=")
 			if cur, ok := v.Get(k); ok && cur == val {
@@ -332,16 +332,16 @@ func ifcfgWarnings(c Choice, files []File) []string {
 		}
 		switch kind {
 		case "route":
-			if c.Stack == NetworkManager && c.NM.Version != "" && !sysroot.VersionAtLeast(c.NM.Version, 1, 22) && strings.Contains(string(f.Data), "default ") {
-				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so only nicpersist.service applies those routes, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.NM.Version))
+			if c.Stack == NetworkManager && c.Root.NM.Version != "" && !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 22) && strings.Contains(string(f.Data), "default ") {
+				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so only nicpersist.service applies those routes, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.Root.NM.Version))
 			}
 		case "route6":
-			text, ok := c.Scripts["ifcfg-"+name]
+			text, ok := c.Root.Scripts["ifcfg-"+name]
 			if v, _ := keyfile.ParseVars([]byte(text)).Get("IPV6INIT"); ok && v != "yes" {
 				out = append(out, fmt.Sprintf("/%s/ifcfg-%s has no IPV6INIT=yes: ifup-routes, and NetworkManager up to 1.32, do not read /%s then, so only nicpersist.service applies its routes; set IPV6INIT=yes", ScriptsDir, name, f.Path))
 			}
 		case "rule", "rule6":
-			for i, l := range strings.Split(c.Scripts[base], "\n") {
+			for i, l := range strings.Split(c.Root.Scripts[base], "\n") {
 				t := strings.TrimSpace(l)
 				if t == "" || strings.HasPrefix(t, "#") || strings.HasPrefix(t, sysroot.Begin) {
 					continue
@@ -353,11 +353,11 @@ func ifcfgWarnings(c Choice, files []File) []string {
 			}
 		}
 	}
-	for _, l := range sortedKeys(c.NM.ByIface) {
+	for _, l := range sortedKeys(c.Root.NM.ByIface) {
 		if _, ok := ifcfgFor(c, l); ok {
 			continue
 		}
-		for _, conn := range c.NM.ByIface[l] {
+		for _, conn := range c.Root.NM.ByIface[l] {
 			out = append(out, fmt.Sprintf("%s: its NetworkManager connection /%s is a keyfile, which reads no route-%s; render with --target nm (--target auto picks it)", l, conn.Path, l))
 		}
 	}

@@ -26,7 +26,7 @@ func seedPlan(t *testing.T) *plan.Plan {
 }
 
 func rhelNM(scripts map[string]string, version string) Choice {
-	return Choice{Target: RHEL, Stack: NetworkManager, Scripts: scripts, Blocks: map[string]bool{}, NM: sysroot.NMFacts{Version: version}}
+	return Choice{Target: RHEL, Stack: NetworkManager, Root: sysroot.Facts{Scripts: scripts, Blocks: map[string]bool{}, NM: sysroot.NMFacts{Version: version}}}
 }
 
 // TestIfcfgRefusals: what makes NetworkManager or ifup-routes ignore or
@@ -122,7 +122,7 @@ func TestRouteKey(t *testing.T) {
 // file for it.
 func TestIfcfgKeyfileWarning(t *testing.T) {
 	c := rhelNM(map[string]string{}, "1.46.0")
-	c.NM.ByIface = map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMEtcDir + "/eth1.nmconnection"}}}
+	c.Root.NM.ByIface = map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMEtcDir + "/eth1.nmconnection"}}}
 	w := strings.Join(Warnings(sysroot.Facts{}, c, nil), "\n")
 	if !strings.Contains(w, "eth1: its NetworkManager connection /etc/NetworkManager/system-connections/eth1.nmconnection is a keyfile") {
 		t.Errorf("warnings: %s", w)

@@ -69,6 +69,9 @@ type Facts struct {
 	// Blocks are the paths where the manifest says nicpersist keeps a
 	// managed block.
 	Blocks map[string]bool
+
+	// The Debian and Ubuntu stacks (networkd.go).
+	Stacks
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -95,6 +98,7 @@ func Read(t Tree, ifaces ...string) Facts {
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
 		NM:             readNM(t, ifaces),
+		Stacks:         readStacks(t),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
