@@ -47,7 +47,10 @@ func TestSeedScenario(t *testing.T) {
 func scenario(t *testing.T, p profileCase, tc targetCase) {
 	began := time.Now()
 	defer func() { t.Logf("took %v", time.Since(began).Round(time.Millisecond)) }()
-	root := render(t, p.path, tc.target, tc.stack)
+	root := renderOver(t, p.path, tc.target, tc.stack, machineFiles(tc))
+	if tc.target == "rhel" {
+		routeFilesInBatch(t, root, tc.stack == "networkmanager")
+	}
 	u := readUnit(t, root)
 	state := filepath.Join(t.TempDir(), "state")
 	tp := newTopology(t, topoOpts{})
@@ -173,6 +176,47 @@ func scenario(t *testing.T, p profileCase, tc targetCase) {
 	sameState(t, "ExecStart after ExecStop", s1, snapshot(t, tp.vm))
 	for _, f := range p.fams {
 		throughVM(t, tp, f)
+	}
+}
+
+// machineFiles is the interface configuration a machine of the target
+// has before nicpersist. Under network-scripts each NIC has its ifcfg file
+// with IPV6INIT=yes, so ifup-routes reads both route files and the unit
+// leaves their routes to ifup: the scenario then proves that what ifup
+// adds and what the unit adds make the policy together, and that the
+// unit's stop leaves ifup's routes. Under NetworkManager the root says
+// nothing (no ifcfg file, no version), so the unit keeps every route.
+func machineFiles(tc targetCase) map[string]string {
+	if tc.stack != "network-scripts" {
+		return nil
+	}
+	files := map[string]string{}
+	for _, dev := range []string{"eth1", "eth2", "eth3"} {
+		files["etc/sysconfig/network-scripts/ifcfg-"+dev] = "DEVICE=" + dev + "\nONBOOT=yes\nIPV6INIT=yes\n"
+	}
+	return files
+}
+
+// routeFilesInBatch checks that the unit's batch files hold the route
+// files' routes exactly when the stack is not known to apply them
+// (machineFiles), so that each branch the scenario means to run is run.
+func routeFilesInBatch(t *testing.T, root string, want bool) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(root, "etc/sysconfig/network-scripts/route*-*"))
+	if len(files) == 0 {
+		t.Fatal("no route files rendered")
+	}
+	for _, file := range files {
+		n := "4"
+		if strings.Contains(filepath.Base(file), "route6-") {
+			n = "6"
+		}
+		batch := "\n" + strings.Join(fileLines(t, filepath.Join(root, "etc/nicpersist/ip"+n+".batch")), "\n") + "\n"
+		for _, l := range fileLines(t, file) {
+			if got := strings.Contains(batch, "\nroute replace "+l+" proto 241\n"); got != want {
+				t.Errorf("%s: %q in ip%s.batch: %v, want %v", filepath.Base(file), l, n, got, want)
+			}
+		}
 	}
 }
 
