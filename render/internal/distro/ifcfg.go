@@ -73,18 +73,67 @@ func nativeRules(c Choice, home string) bool {
 	return ok
 }
 
-// rhelHeld are the rules the ifcfg files hold natively; the unit applies
-// the rest. Routes stay with the unit as well: `ip route replace` of a
-// route the stack added changes nothing, and before NetworkManager 1.22
-// (RHEL 8.0 and 8.1) the stack drops `default ... table N` lines.
+// rhelHeld are the routes and rules the stack applies itself from the
+// rendered files; the unit applies the rest. The unit's `ip route replace`
+// of a route the stack added would relabel it with nicpersist's protocol,
+// so that the unit's stop deletes what the stack put there.
 func rhelHeld(p *plan.Plan, c Choice) (routes, rules map[int]bool) {
-	rules = map[int]bool{}
+	routes, rules = map[int]bool{}, map[int]bool{}
+	for i, r := range p.Routes {
+		// Main-table defaults are never in a route file (ifcfgFiles).
+		if !r.IsMainDefault() && routesHeld(c, r.Dev, r.Family) {
+			routes[i] = true
+		}
+	}
 	for i, r := range p.Rules {
 		if home := ruleHome(p, r); home != "" && nativeRules(c, home) {
 			rules[i] = true
 		}
 	}
-	return nil, rules
+	return routes, rules
+}
+
+// routesHeld says the stack adds every route of dev's route-/route6- file
+// (of fam) each time dev comes up. Where it may not, the unit keeps them:
+// a route the unit relabels is a lesser harm than one no one applies.
+func routesHeld(c Choice, dev string, fam plan.Family) bool {
+	ic, ok := ifcfgFor(c, dev)
+	if !ok {
+		// ifup has no configuration to bring dev up with, and
+		// NetworkManager has no ifcfg connection to read a route file for.
+		return false
+	}
+	v6ok := fam == plan.V4 || ipv6Init(ic)
+	switch c.Stack {
+	case NetworkScripts:
+		return v6ok
+	case NetworkManager:
+		// An unknown version may be one that drops `default ... table N`.
+		if c.Root.NM.Version == "" || !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 22) {
+			return false
+		}
+		// An unmanaged device's connection is never activated.
+		if v, _ := ic.vars.Get("NM_CONTROLLED"); strings.EqualFold(v, "no") || strings.EqualFold(v, "false") || v == "0" {
+			return false
+		}
+		// Mirrors the warning in Warnings: any rule file of the connection
+		// makes NetworkManager ignore its route files.
+		if _, ok := c.Root.Scripts["rule-"+ic.name]; ok {
+			return false
+		}
+		if _, ok := c.Root.Scripts["rule6-"+ic.name]; ok {
+			return false
+		}
+		return v6ok || sysroot.VersionAtLeast(c.Root.NM.Version, 1, 33)
+	}
+	return false
+}
+
+// ipv6Init is the IPV6INIT=yes without which ifup-routes, and
+// NetworkManager up to 1.32, skip route6-<name>.
+func ipv6Init(ic ifcfgConn) bool {
+	v, _ := ic.vars.Get("IPV6INIT")
+	return v == "yes"
 }
 
 var svformat = regexp.MustCompile(`(?m)^\s*ADDRESS[0-9]+=`)
@@ -333,11 +382,13 @@ func ifcfgWarnings(c Choice, files []File) []string {
 		switch kind {
 		case "route":
 			if c.Stack == NetworkManager && c.Root.NM.Version != "" && !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 22) && strings.Contains(string(f.Data), "default ") {
-				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so only nicpersist.service applies those routes, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.Root.NM.Version))
+				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so nicpersist.service applies this file's routes itself, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.Root.NM.Version))
 			}
 		case "route6":
 			text, ok := c.Root.Scripts["ifcfg-"+name]
-			if v, _ := keyfile.ParseVars([]byte(text)).Get("IPV6INIT"); ok && v != "yes" {
+			// From 1.34 NetworkManager reads route6- without IPV6INIT=yes.
+			reads := c.Stack == NetworkManager && c.Root.NM.Version != "" && sysroot.VersionAtLeast(c.Root.NM.Version, 1, 33)
+			if ok && !reads && !ipv6Init(ifcfgConn{name, keyfile.ParseVars([]byte(text))}) {
 				out = append(out, fmt.Sprintf("/%s/ifcfg-%s has no IPV6INIT=yes: ifup-routes, and NetworkManager up to 1.32, do not read /%s then, so only nicpersist.service applies its routes; set IPV6INIT=yes", ScriptsDir, name, f.Path))
 			}
 		case "rule", "rule6":
