@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
@@ -129,4 +130,27 @@ func ifupdownNative(p *plan.Plan, f sysroot.Facts, header string) (native, error
 		// Sourced by dhclient-script, not run: not executable, as Debian's own.
 		File{Path: DhclientHook, Kind: Owned, Data: dh.Bytes(), Mode: 0o644})
 	return n, nil
+}
+
+// keepAddrOnDown adds net.ipv6.conf.<if>.keep_addr_on_down = 1 for each
+// interface with an IPv6 address: the kernel then keeps a static IPv6
+// address while the link is down and puts its prefix route back when it
+// comes up, which ifupdown, running only on ifup, would not. IPv4 addresses
+// stay through a bounce anyway. The plan is copied: check prints the
+// profile's own plan, the same on every target.
+func keepAddrOnDown(p *plan.Plan) *plan.Plan {
+	q := *p
+	q.Sysctls = slices.Clone(p.Sysctls)
+	for _, l := range p.Interfaces {
+		if !l.Addr6.IsValid() {
+			continue
+		}
+		key := "net.ipv6.conf." + l.Name + ".keep_addr_on_down"
+		if strings.Contains(l.Name, ".") {
+			// sysctl.d(5): a dotted name (a VLAN) needs the '/' form.
+			key = "net/ipv6/conf/" + l.Name + "/keep_addr_on_down"
+		}
+		q.Sysctls = append(q.Sysctls, plan.Sysctl{Key: key, Value: "1", Origin: "interface.address6"})
+	}
+	return &q
 }

@@ -55,6 +55,9 @@ func (c Choice) String() string {
 // not among them: the writer adds it, as it alone knows what was there.
 func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	h := Header(profile)
+	if c.Target == Ifupdown {
+		p = keepAddrOnDown(p)
+	}
 	var out []File
 	owned := func(path, body string) {
 		out = append(out, File{Path: path, Kind: Owned, Data: []byte(h + body), Mode: 0o644})
