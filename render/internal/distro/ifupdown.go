@@ -3,12 +3,14 @@ package distro
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 	"github.com/nicpersist/nicpersist/templates"
 )
 
@@ -129,6 +131,38 @@ func ifupdownNative(p *plan.Plan, f sysroot.Facts, header string) (native, error
 		File{Path: IfupHook, Kind: Owned, Data: hook.Bytes(), Mode: 0o755},
 		// Sourced by dhclient-script, not run: not executable, as Debian's own.
 		File{Path: DhclientHook, Kind: Owned, Data: dh.Bytes(), Mode: 0o644})
+	// ifup runs the hook, but nothing in ifupdown runs when a link's
+	// carrier comes back: nicpersist-watch.service does.
+	var ws []unitfiles.Watched
+	for _, x := range ifaces {
+		w := unitfiles.Watched{Dev: x.Name}
+		if s, ok := f.Stanzas[x.Name]; ok && unitfiles.StanzaWord(s.Family) && unitfiles.StanzaWord(s.Method) {
+			w.Family, w.Method = s.Family, s.Method
+		}
+		for _, l := range p.Interfaces {
+			if l.Name != x.Name {
+				continue
+			}
+			for _, a := range []netip.Prefix{l.Addr4, l.Addr6} {
+				if a.IsValid() {
+					w.Addrs = append(w.Addrs, a.Addr())
+				}
+			}
+		}
+		ws = append(ws, w)
+	}
+	wf, err := unitfiles.WatchFile(ws)
+	if err != nil {
+		return n, err
+	}
+	u, err := watchUnitFile(header)
+	if err != nil {
+		return n, err
+	}
+	n.files = append(n.files,
+		File{Path: Dir + "/" + unitfiles.Watch, Kind: Owned, Data: append([]byte(header), wf...), Mode: 0o644},
+		File{Path: WatchUnitPath, Kind: Owned, Data: u, Mode: 0o644},
+		File{Path: WatchWantsLink, Kind: Symlink, Link: "/" + WatchUnitPath})
 	return n, nil
 }
 
