@@ -535,8 +535,8 @@ func stackMatrix(t *testing.T, sc stackCase) {
 
 	// repair puts the policy back after a cell that failed, so the next
 	// cell starts from a machine where it holds: the stack's own way, or
-	// the unit's reload. (On ifupdown a bounce also takes eth1's static
-	// IPv6 address, which the unit waits for in vain.)
+	// the unit's reload. (On ifupdown the unit holds none of the hooks'
+	// routes: ifdown and ifup put them back.)
 	repair := func() {
 		if _, m := waitHolds(tp, fams, time.Now(), 0); m == nil {
 			return
