@@ -115,7 +115,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 // watcher repairs only what a later bounce takes away.
 func watchUnitFile(header string) ([]byte, error) {
 	return serializeUnit(header, []*unit.UnitOption{
-		unit.NewUnitOption("Unit", "Description", "nicpersist: re-apply routes and rules when a link comes back (ifupdown)"),
+		unit.NewUnitOption("Unit", "Description", "nicpersist: re-apply routes and rules when a link comes back, on ifupdown"),
 		unit.NewUnitOption("Unit", "After", "networking.service"),
 		unit.NewUnitOption("Service", "Type", "simple"),
 		unit.NewUnitOption("Service", "ExecStart", Binary+" apply watch --dir /"+Dir),
