@@ -50,5 +50,11 @@ if systemd_running; then
 	# `systemctl start nicpersist.service` does.
 	systemctl try-reload-or-restart nicpersist.service ||
 		echo "nicpersist: reloading nicpersist.service failed; see: systemctl status nicpersist.service" >&2
+	# The ifupdown target's watcher: a running one restarts on the new
+	# binary and watch file; only a render for ifupdown makes its unit.
+	if [ -e "$root/etc/systemd/system/nicpersist-watch.service" ]; then
+		systemctl try-restart nicpersist-watch.service ||
+			echo "nicpersist: restarting nicpersist-watch.service failed; see: systemctl status nicpersist-watch.service" >&2
+	fi
 fi
 exit 0

@@ -29,6 +29,12 @@ nicpersist="$root/usr/bin/nicpersist"
 if systemd_running; then
 	systemctl stop nicpersist.service ||
 		echo "nicpersist: stopping nicpersist.service failed; see: systemctl status nicpersist.service" >&2
+	# The ifupdown target's watcher would otherwise run on, its unit file
+	# gone, until the next boot.
+	if [ -e "$root/etc/systemd/system/nicpersist-watch.service" ]; then
+		systemctl stop nicpersist-watch.service ||
+			echo "nicpersist: stopping nicpersist-watch.service failed" >&2
+	fi
 fi
 
 rc=0

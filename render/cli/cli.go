@@ -46,7 +46,7 @@ Usage:
                      [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
-  nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
+  nicpersist apply   start|stop|watch [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
   nicpersist try     [--profile FILE] [--root DIR] [--target T] [--timeout SECONDS]
   nicpersist try     --confirm

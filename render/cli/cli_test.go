@@ -61,11 +61,12 @@ func TestUsage(t *testing.T) {
 		{[]string{"render", "--root", "/nonexistent-np"}, 2, "", "is not a directory"},
 		{[]string{"render", "--root", "/tmp", "--profile", "/nonexistent-np.toml"}, 2, "", "does not exist"},
 		{[]string{"render", "--root", "/tmp", "--apply", "binary"}, 2, "", "unknown flag: --apply"},
-		{[]string{"apply"}, 2, "", "want one of start or stop"},
-		{[]string{"apply", "restart"}, 2, "", `unknown action "restart"; want start or stop`},
+		{[]string{"apply"}, 2, "", "want one of start, stop or watch"},
+		{[]string{"apply", "restart"}, 2, "", `unknown action "restart"; want start, stop or watch`},
+		{[]string{"apply", "watch", "--dir", "/nonexistent"}, 1, "", "/nonexistent/watch does not exist: only the ifupdown target has interfaces to watch"},
 		{[]string{"apply", "start", "stop"}, 2, "", `unexpected argument "stop"`},
 		{[]string{"apply", "start", "--wait", "-1"}, 2, "", "--wait -1: want 0 or more seconds"},
-		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop:", ""},
+		{[]string{"apply", "--help"}, 0, "Usage of nicpersist apply start|stop|watch:", ""},
 	} {
 		name := strings.Join(c.args, " ")
 		if name == "" {

@@ -3,11 +3,14 @@ package distro
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
+	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 	"github.com/nicpersist/nicpersist/templates"
 )
 
@@ -128,5 +131,60 @@ func ifupdownNative(p *plan.Plan, f sysroot.Facts, header string) (native, error
 		File{Path: IfupHook, Kind: Owned, Data: hook.Bytes(), Mode: 0o755},
 		// Sourced by dhclient-script, not run: not executable, as Debian's own.
 		File{Path: DhclientHook, Kind: Owned, Data: dh.Bytes(), Mode: 0o644})
+	// ifup runs the hook, but nothing in ifupdown runs when a link's
+	// carrier comes back: nicpersist-watch.service does.
+	var ws []unitfiles.Watched
+	for _, x := range ifaces {
+		w := unitfiles.Watched{Dev: x.Name}
+		if s, ok := f.Stanzas[x.Name]; ok && unitfiles.StanzaWord(s.Family) && unitfiles.StanzaWord(s.Method) {
+			w.Family, w.Method = s.Family, s.Method
+		}
+		for _, l := range p.Interfaces {
+			if l.Name != x.Name {
+				continue
+			}
+			for _, a := range []netip.Prefix{l.Addr4, l.Addr6} {
+				if a.IsValid() {
+					w.Addrs = append(w.Addrs, a.Addr())
+				}
+			}
+		}
+		ws = append(ws, w)
+	}
+	wf, err := unitfiles.WatchFile(ws)
+	if err != nil {
+		return n, err
+	}
+	u, err := watchUnitFile(header)
+	if err != nil {
+		return n, err
+	}
+	n.files = append(n.files,
+		File{Path: Dir + "/" + unitfiles.Watch, Kind: Owned, Data: append([]byte(header), wf...), Mode: 0o644},
+		File{Path: WatchUnitPath, Kind: Owned, Data: u, Mode: 0o644},
+		File{Path: WatchWantsLink, Kind: Symlink, Link: "/" + WatchUnitPath})
 	return n, nil
+}
+
+// keepAddrOnDown adds net.ipv6.conf.<if>.keep_addr_on_down = 1 for each
+// interface with an IPv6 address: the kernel then keeps a static IPv6
+// address while the link is down and puts its prefix route back when it
+// comes up, which ifupdown, running only on ifup, would not. IPv4 addresses
+// stay through a bounce anyway. The plan is copied: check prints the
+// profile's own plan, the same on every target.
+func keepAddrOnDown(p *plan.Plan) *plan.Plan {
+	q := *p
+	q.Sysctls = slices.Clone(p.Sysctls)
+	for _, l := range p.Interfaces {
+		if !l.Addr6.IsValid() {
+			continue
+		}
+		key := "net.ipv6.conf." + l.Name + ".keep_addr_on_down"
+		if strings.Contains(l.Name, ".") {
+			// sysctl.d(5): a dotted name (a VLAN) needs the '/' form.
+			key = "net/ipv6/conf/" + l.Name + "/keep_addr_on_down"
+		}
+		q.Sysctls = append(q.Sysctls, plan.Sysctl{Key: key, Value: "1", Origin: "interface.address6"})
+	}
+	return &q
 }

@@ -32,6 +32,12 @@ const (
 	UnitPath   = "etc/systemd/system/" + UnitName
 	WantsLink  = "etc/systemd/system/multi-user.target.wants/" + UnitName
 	Manifest   = Dir + "/manifest"
+
+	// The ifupdown target's second unit, which runs the if-up.d hook when
+	// a link's carrier comes back.
+	WatchUnitName  = "nicpersist-watch.service"
+	WatchUnitPath  = "etc/systemd/system/" + WatchUnitName
+	WatchWantsLink = "etc/systemd/system/multi-user.target.wants/" + WatchUnitName
 )
 
 // Choice is the target a render writes for, and why it was chosen.
@@ -55,6 +61,9 @@ func (c Choice) String() string {
 // not among them: the writer adds it, as it alone knows what was there.
 func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	h := Header(profile)
+	if c.Target == Ifupdown {
+		p = keepAddrOnDown(p)
+	}
 	var out []File
 	owned := func(path, body string) {
 		out = append(out, File{Path: path, Kind: Owned, Data: []byte(h + body), Mode: 0o644})
@@ -111,6 +120,21 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	return out, nil
 }
 
+// watchUnitFile is nicpersist-watch.service: `apply watch`, long-running.
+// After networking.service: ifup has then run the hooks once, and the
+// watcher repairs only what a later bounce takes away.
+func watchUnitFile(header string) ([]byte, error) {
+	return serializeUnit(header, []*unit.UnitOption{
+		unit.NewUnitOption("Unit", "Description", "nicpersist: re-apply routes and rules when a link comes back, on ifupdown"),
+		unit.NewUnitOption("Unit", "After", "networking.service"),
+		unit.NewUnitOption("Service", "Type", "simple"),
+		unit.NewUnitOption("Service", "ExecStart", Binary+" apply watch --dir /"+Dir),
+		unit.NewUnitOption("Service", "Restart", "on-failure"),
+		unit.NewUnitOption("Service", "RestartSec", "2"),
+		unit.NewUnitOption("Install", "WantedBy", "multi-user.target"),
+	})
+}
+
 func unitFile(header string) ([]byte, error) {
 	exec := func(verb string) string { return Binary + " apply " + verb + " --dir /" + Dir }
 	opts := []*unit.UnitOption{
@@ -131,6 +155,10 @@ func unitFile(header string) ([]byte, error) {
 		unit.NewUnitOption("Service", "ExecStop", exec("stop")),
 		unit.NewUnitOption("Install", "WantedBy", "multi-user.target"),
 	}
+	return serializeUnit(header, opts)
+}
+
+func serializeUnit(header string, opts []*unit.UnitOption) ([]byte, error) {
 	for _, o := range opts {
 		// unit.Serialize writes values as they are.
 		if strings.ContainsAny(o.Value, "\n\r") {

@@ -79,7 +79,7 @@ func IsStackPath(p string) bool {
 		return false
 	}
 	d, name := path.Split(p)
-	if p == NetplanFile || p == IfupHook || p == DhclientHook {
+	if p == NetplanFile || p == IfupHook || p == DhclientHook || p == WatchUnitPath || p == WatchWantsLink {
 		return true
 	}
 	return name == DropinName && IsStackDir(strings.TrimSuffix(d, "/")) && strings.HasSuffix(d, ".network.d/")

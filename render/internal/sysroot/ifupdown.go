@@ -8,11 +8,19 @@ import (
 // Interfaces is ifupdown's configuration file.
 const Interfaces = "etc/network/interfaces"
 
-// readIfaces returns the interfaces that ifupdown's configuration has an
-// iface stanza for, each with the file that holds it, following source and
-// source-directory as ifup does (globs and relative paths included).
-func readIfaces(t Tree) map[string]string {
+// Stanza is an interface's first iface stanza: the address family and
+// method ifup hands its hooks as ADDRFAM and METHOD.
+type Stanza struct {
+	Family, Method string
+}
+
+// readStanzas returns the interfaces that ifupdown's configuration has an
+// iface stanza for, each with the file that holds it and its first stanza,
+// following source and source-directory as ifup does (globs and relative
+// paths included).
+func readStanzas(t Tree) (map[string]string, map[string]Stanza) {
 	out := map[string]string{}
+	first := map[string]Stanza{}
 	seen := map[string]bool{}
 	var read func(file string, depth int)
 	read = func(file string, depth int) {
@@ -33,6 +41,9 @@ func readIfaces(t Tree) map[string]string {
 			case "iface":
 				if _, ok := out[w[1]]; !ok {
 					out[w[1]] = file
+					if len(w) >= 4 {
+						first[w[1]] = Stanza{Family: w[2], Method: w[3]}
+					}
 				}
 			case "source", "source-directory":
 				for _, pat := range w[1:] {
@@ -49,9 +60,9 @@ func readIfaces(t Tree) map[string]string {
 	}
 	read(Interfaces, 0)
 	if len(out) == 0 {
-		return nil // as the other facts: absent is the zero value
+		return nil, nil // as the other facts: absent is the zero value
 	}
-	return out
+	return out, first
 }
 
 // expand lists the files a source line names: a glob's matches, or a

@@ -219,9 +219,11 @@ type Stacks struct {
 	// nicpersist's own (NetplanOwn), in netplan's order.
 	NetplanDefs []NetplanDef
 	// Ifupdown says ifupdown is installed and networking.service enabled;
-	// Ifaces maps each interface with an iface stanza to its file.
+	// Ifaces maps each interface with an iface stanza to its file, and
+	// Stanzas to its first stanza.
 	Ifupdown bool
 	Ifaces   map[string]string
+	Stanzas  map[string]Stanza
 }
 
 func readStacks(t Tree) Stacks {
@@ -253,7 +255,7 @@ func readStacks(t Tree) Stacks {
 	}
 	s.Ifupdown = (t.Exists("usr/sbin/ifup") || t.Exists("sbin/ifup")) &&
 		t.Exists("etc/systemd/system/multi-user.target.wants/networking.service")
-	s.Ifaces = readIfaces(t)
+	s.Ifaces, s.Stanzas = readStanzas(t)
 	return s
 }
 

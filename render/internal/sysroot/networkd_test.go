@@ -119,14 +119,17 @@ func TestIfaces(t *testing.T) {
 		"etc/network/more/50-eth3":          "iface eth3 inet static\n  address 10.0.0.1/24\n",
 		"etc/network/more/skip.bak":         "iface eth9 inet dhcp\n",
 	}
-	got := readIfaces(root)
+	got, stanzas := readStanzas(root)
+	if s := stanzas["eth1"]; s != (Stanza{"inet", "dhcp"}) {
+		t.Errorf("first stanza of eth1 = %+v, want inet dhcp", s)
+	}
 	want := map[string]string{"lo": "etc/network/interfaces", "eth1": "etc/network/interfaces.d/eth1", "eth2": "etc/network/interfaces.d/eth2.cfg", "eth3": "etc/network/more/50-eth3"}
 	if len(got) != len(want) {
-		t.Errorf("readIfaces = %v, want %v", got, want)
+		t.Errorf("readStanzas = %v, want %v", got, want)
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("readIfaces[%s] = %q, want %q", k, got[k], v)
+			t.Errorf("readStanzas[%s] = %q, want %q", k, got[k], v)
 		}
 	}
 }

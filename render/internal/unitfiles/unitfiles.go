@@ -501,3 +501,98 @@ func parsePrefix(f plan.Family, s string) (netip.Prefix, error) {
 	}
 	return p.Masked(), nil
 }
+
+// Watch is the file `nicpersist apply watch` reads: the interfaces whose
+// if-up.d hook it runs again when their link comes back.
+const Watch = "watch"
+
+// Watched is one line of the watch file: an interface, the family and
+// method of its first iface stanza (ADDRFAM and METHOD for the hook, empty
+// when unknown), and the addresses it must have before the hook runs.
+type Watched struct {
+	Dev            string
+	Family, Method string
+	Addrs          []netip.Addr
+}
+
+// WatchFile is the watch file's text, without the generated header.
+func WatchFile(ws []Watched) ([]byte, error) {
+	t, err := templates.Parse()
+	if err != nil {
+		return nil, err
+	}
+	type row struct{ Dev, Family, Method, Addrs string }
+	var rows []row
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, w := range ws {
+		if !StanzaWord(w.Family) || !StanzaWord(w.Method) {
+			return nil, fmt.Errorf("watch: %s: family %q or method %q is not a word ifupdown takes", w.Dev, w.Family, w.Method)
+		}
+		var a []string
+		for _, x := range w.Addrs {
+			a = append(a, x.String())
+		}
+		rows = append(rows, row{w.Dev, dash(w.Family), dash(w.Method), dash(strings.Join(a, " "))})
+	}
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, "watch.tmpl", map[string]any{"Format": Format, "Rows": rows}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// StanzaWord says s can go into the watch file and a hook's environment:
+// empty, or what ifupdown names families and methods with.
+func StanzaWord(s string) bool {
+	return s == "" || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == "" && s != "-"
+}
+
+// ParseWatch reads the watch file: "DEV FAMILY METHOD ADDRESS..." lines,
+// "-" for an unknown family or method, or for no address.
+func ParseWatch(name string, data []byte) ([]Watched, error) {
+	ls, err := lines(name, data)
+	if err != nil {
+		return nil, err
+	}
+	var out []Watched
+	var errs []error
+	for _, l := range ls {
+		w := strings.Fields(l.text)
+		if len(w) < 4 || strings.HasPrefix(l.text, "#") || strings.ContainsAny(w[0], "/:") {
+			errs = append(errs, fmt.Errorf("%s:%d: %q is not DEV FAMILY METHOD ADDRESS...", name, l.n, l.text))
+			continue
+		}
+		x := Watched{Dev: w[0]}
+		for i, p := range []*string{&x.Family, &x.Method} {
+			if v := w[1+i]; v != "-" {
+				*p = v
+			}
+		}
+		if !StanzaWord(x.Family) || !StanzaWord(x.Method) {
+			errs = append(errs, fmt.Errorf("%s:%d: %q or %q is not an ifupdown family or method", name, l.n, w[1], w[2]))
+			continue
+		}
+		ok := true
+		for _, s := range w[3:] {
+			if s == "-" && len(w) == 4 {
+				break
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: %q is not an address or -", name, l.n, s))
+				ok = false
+				break
+			}
+			x.Addrs = append(x.Addrs, a)
+		}
+		if ok {
+			out = append(out, x)
+		}
+	}
+	return out, errors.Join(errs...)
+}
