@@ -11,6 +11,7 @@
 package apply
 
 import (
+	"errors"
 	"io"
 	"os"
 	"time"
@@ -53,6 +54,11 @@ func newExecutor(c Config) (*executor, State, error) {
 // machine is as it was before the first start, and returns the error. Files
 // it cannot read (a newer format, say) are an error before anything is
 // touched.
+//
+// A packet-filter part that fails (iptables or nft missing, or refusing
+// the rules) is the exception: the routes, rules and sysctls stay, for
+// they are what keeps SSH to the machine working, and Start returns a
+// *PartError. The state records all of it, so stop removes it all.
 func Start(c Config) error {
 	want, err := unitfiles.Read(c.Dir)
 	if err != nil {
@@ -68,6 +74,11 @@ func Start(c Config) error {
 		if p, err = planStart(want, st, liveKernel{x}); err == nil {
 			err = x.run(p, true)
 		}
+	}
+	var part *PartError
+	if errors.As(err, &part) {
+		x.logf("start: the routes, rules and sysctls stay; NAT, port forwards and marks are not in place")
+		return err
 	}
 	if err != nil {
 		x.logf("start failed; removing what was applied")
