@@ -185,7 +185,7 @@ type NFTChain struct {
 func nftChains(p *plan.Plan) []NFTChain {
 	post := NFTChain{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100}
 	pre := NFTChain{Name: "prerouting", Type: "nat", Hook: "prerouting", Priority: -100}
-	mark := NFTChain{Name: "mark", Type: "filter", Hook: "prerouting", Priority: -150}
+	mark := NFTChain{Name: "marks", Type: "filter", Hook: "prerouting", Priority: -150}
 	fwd := NFTChain{Name: "forward", Type: "filter", Hook: "forward", Priority: 0}
 	fam := func(f plan.Family) (string, string) {
 		if f == plan.V6 {
