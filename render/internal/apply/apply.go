@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -31,7 +32,7 @@ func newExecutor(c Config) (*executor, State, error) {
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
 	}
-	x := &executor{Config: c, noWait: map[string]bool{}}
+	x := &executor{Config: c, noWait: map[string]bool{}, xtViews: map[plan.Family]*xtView{}}
 	if err := os.MkdirAll(c.State, 0o755); err != nil {
 		return nil, State{}, err
 	}

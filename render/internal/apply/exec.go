@@ -21,6 +21,10 @@ type executor struct {
 	Config
 	noWait map[string]bool // iptables commands that refuse -w (before 1.6.2 for *-restore)
 	saved  *State          // what the state file holds now
+	// xtViews: nicpersist's iptables chains and jumps as this run's one
+	// iptables-save per family showed them, kept up to date by its own
+	// steps.
+	xtViews map[plan.Family]*xtView
 }
 
 // PartError is a start whose routes, rules and sysctls are in place but

@@ -164,3 +164,16 @@ func TestStateVersion1(t *testing.T) {
 		t.Errorf("stop of a version 1 state with nat4: %q", got)
 	}
 }
+
+func TestParseSave(t *testing.T) {
+	v := parseSave("# Generated\n*nat\n:POSTROUTING ACCEPT [0:0]\n:NICPERSIST-POSTROUTING - [0:0]\n:NICPERSIST-FORWARD - [0:0]\n" +
+		"-A POSTROUTING -j NICPERSIST-POSTROUTING\n-A POSTROUTING -j NICPERSIST-POSTROUTING\n-A POSTROUTING -s 10.0.0.0/8 -j NICPERSIST-POSTROUTING\n" +
+		"COMMIT\n*mangle\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\nCOMMIT\n")
+	if !v.chains["nat/NICPERSIST-POSTROUTING"] || v.chains["nat/NICPERSIST-FORWARD"] || !v.chains["mangle/NICPERSIST-PREROUTING"] || v.chains["nat/NICPERSIST-PREROUTING"] {
+		t.Errorf("chains %v", v.chains)
+	}
+	// A jump with a match of its own is the user's, not nicpersist's.
+	if v.jumps["nat/NICPERSIST-POSTROUTING"] != 2 || v.jumps["mangle/NICPERSIST-PREROUTING"] != 1 {
+		t.Errorf("jumps %v", v.jumps)
+	}
+}
