@@ -27,6 +27,7 @@ const (
 	ExitOK      = 0
 	ExitRuntime = 1
 	ExitInvalid = 2
+	ExitDrift   = 3 // verify: the kernel is not what the profile says
 )
 
 // DefaultProfile is read under --root when --profile is not given.
@@ -46,9 +47,11 @@ Usage:
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
+  nicpersist verify  [--profile FILE] [--root DIR] [--json]
   nicpersist version
 
-Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
+Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile,
+3 verify found drift.
 Run "nicpersist <command> --help" for a command's flags.
 `
 
@@ -74,6 +77,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runApply(args[1:], stdout, stderr)
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
 			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
