@@ -345,16 +345,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 	}
-	if l.plan.NeedsNetfilter() {
-		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
-	}
-	printPlan(stdout, l.plan, l.backend.Name)
+	printPlan(stdout, l.plan, l.backend)
 	return ExitOK
 }
 
 // printPlan shows what the conveniences expand to, as the commands that
 // will run, each with the profile key it comes from.
-func printPlan(w io.Writer, p *plan.Plan, backend string) {
+func printPlan(w io.Writer, p *plan.Plan, backend distro.Backend) {
 	section := func(title string, n int) bool {
 		if n == 0 {
 			return false
@@ -377,9 +374,10 @@ func printPlan(w io.Writer, p *plan.Plan, backend string) {
 			fmt.Fprintf(w, "  ip -%d rule add %s  # %s\n", r.Family, r.Args(), r.Origin)
 		}
 	}
-	if backend == plan.BackendNFTables {
+	title := fmt.Sprintf("netfilter (%s: %s)", backend.Name, backend.Reason)
+	if backend.Name == plan.BackendNFTables {
 		rules := unitfiles.NFTRules(p)
-		if section("netfilter", len(rules)) {
+		if section(title, len(rules)) {
 			for _, r := range rules {
 				fmt.Fprintf(w, "  nft add rule %s\n", r)
 			}
@@ -391,10 +389,6 @@ func printPlan(w io.Writer, p *plan.Plan, backend string) {
 			for i, r := range rules {
 				lines = append(lines, fmt.Sprintf("  %s -t %s %s  # %s", f.IPTables(), tables[i], r.Text, r.Origin))
 			}
-		}
-		title := "netfilter"
-		if len(p.Forwards)+len(p.Marks) == 0 && !p.Netfilter.ForwardAccept {
-			title = "nat" // as before port forwards and marks
 		}
 		if section(title, len(lines)) {
 			for _, l := range lines {
