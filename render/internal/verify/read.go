@@ -108,6 +108,11 @@ func Read(p *plan.Plan, backend string, ahead ...*Save) (*Kernel, error) {
 			s.Stop()
 		}
 	}()
+	for _, f := range unitfiles.Families {
+		if s := saves[f]; s != nil && s.fail != nil {
+			return nil, s.fail // not installed: nothing else is worth reading
+		}
+	}
 	var err error
 	if backend == plan.BackendNFTables && p.NeedsNetfilter() {
 		if k.NFT, err = readNFT(); err != nil {
