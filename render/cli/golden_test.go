@@ -35,6 +35,9 @@ var goldenProfiles = map[string]string{
 	"rhel9-nm":       exampleProfile,
 	// The same recipes for the iptables backend (iptables-legacy, Docker).
 	"iptables-recipes": "../../testdata/nft-recipes/profile.toml",
+	"nm-keyfile":       exampleProfile,
+	"rhel8-ifcfg":      "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":     "../e2e/testdata/dualstack.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.
@@ -100,7 +103,14 @@ func copyTree(t *testing.T, from, to string) {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(dst, b, fi.Mode().Perm())
+		perm := fi.Mode().Perm()
+		if strings.HasSuffix(p, ".nmconnection") {
+			// Git keeps only the executable bit, and NetworkManager reads
+			// a keyfile only when it is 0600: a checkout's 0644 is no
+			// real machine's.
+			perm = 0o600
+		}
+		return os.WriteFile(dst, b, perm)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +150,9 @@ type container struct {
 	cmd  *exec.Cmd
 	pid1 int    // the container's PID 1, as a host pid
 	log  string // nspawn's and the container's console output
+	// shutdown powers the container off (SIGTERM to nspawn) and waits for
+	// it; the test's cleanup calls it too, and only the first call acts.
+	shutdown func()
 }
 
 // bootContainer boots the host's /usr with systemd as PID 1 in the VM's
@@ -221,7 +225,7 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() {
+	c.shutdown = sync.OnceFunc(func() {
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -236,6 +240,7 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 			t.Logf("container console:\n%s", tail(string(b), 60))
 		}
 	})
+	t.Cleanup(c.shutdown)
 
 	// The container's PID 1 is nspawn's child once it runs systemd. Before
 	// that nspawn has another child for a moment (the outer child that

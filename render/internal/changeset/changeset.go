@@ -86,7 +86,7 @@ func Compute(r *fsroot.Root, files []distro.File, profile string) ([]Change, err
 			errs = append(errs, err)
 			continue
 		}
-		if f.Kind == distro.Block && c.Status == Created {
+		if (f.Kind == distro.Block && c.Status == Created) || (f.Kind == distro.Keyfile && (f.Created || created[f.Path])) {
 			// The file is nicpersist's to remove once its block goes.
 			created[f.Path] = true
 		}
@@ -185,12 +185,24 @@ func change(r *fsroot.Root, f distro.File, inManifest bool) (Change, error) {
 			return c, fmt.Errorf("%s: exists and was not written by nicpersist; move it away (nicpersist never overwrites a file it does not own)", r.Path(f.Path))
 		}
 		c.New = f.Data
+	case distro.Keyfile:
+		// The stack's file, with nicpersist's keys: distro merged it with
+		// what it read. NetworkManager ignores a keyfile that others can
+		// read, so a keyfile is 0600 whatever it was; an ifcfg file (Mode
+		// 0) keeps its own.
+		c.New = f.Data
+		if f.Mode == 0 {
+			c.Mode = 0o644
+			if lerr == nil && exists {
+				c.Mode = fi.Mode().Perm()
+			}
+		}
 	case distro.Block:
 		// The file is the user's too: keep its mode.
 		if lerr == nil && exists {
 			c.Mode = fi.Mode().Perm()
 		}
-		merged, err := mergeBlock(cur, f.Data)
+		merged, err := mergeBlock(dropLines(cur, f.Drop), f.Data)
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", r.Path(f.Path), err)
 		}
@@ -256,6 +268,25 @@ func mergeBlock(cur, block []byte) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
+// dropLines removes the given whole lines from cur.
+func dropLines(cur []byte, drop []string) []byte {
+	if len(drop) == 0 {
+		return cur
+	}
+	gone := map[string]bool{}
+	for _, d := range drop {
+		gone[d] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(cur), "\n") {
+		if l != "" && gone[strings.TrimRight(l, "\r\n")] {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return []byte(b.String())
+}
+
 // removal undoes what an earlier render owned at path. keepEmpty keeps a
 // block file that holds nothing but whitespace once the block is out, as the
 // user's (an empty route-eth1 the user made stays); otherwise it is removed.
@@ -275,6 +306,9 @@ func removal(r *fsroot.Root, path string, k distro.Kind, keepEmpty bool) (*Chang
 		return nil, err
 	}
 	c.Old = cur
+	if k == distro.Keyfile {
+		return keyfileRemoval(r, c)
+	}
 	if k == distro.Owned {
 		if !bytes.HasPrefix(cur, []byte(ownedPrefix)) {
 			return nil, nil // the user has taken it over
@@ -372,8 +406,11 @@ func manifest(files []distro.File, created, dirs map[string]bool, profile string
 	}
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s %s\n", f.Kind, f.Path)
-		if f.Kind == distro.Block && created[f.Path] {
+		if (f.Kind == distro.Block || f.Kind == distro.Keyfile) && created[f.Path] {
 			fmt.Fprintf(&b, "%s %s\n", createdWord, f.Path)
+		}
+		for _, k := range f.Keys {
+			b.WriteString(sysroot.KeyLine(f.Path, k) + "\n")
 		}
 	}
 	return distro.File{Path: distro.Manifest, Kind: distro.Owned, Data: []byte(b.String()), Mode: 0o644}
@@ -402,12 +439,14 @@ func readManifest(r *fsroot.Root) (map[string]distro.Kind, map[string]bool, erro
 			out[path] = distro.Block
 		case "link":
 			out[path] = distro.Symlink
+		case "keys":
+			out[path] = distro.Keyfile
 		case createdWord:
 			created[path] = true
 		}
 	}
 	for p := range created {
-		if out[p] != distro.Block {
+		if out[p] != distro.Block && out[p] != distro.Keyfile {
 			delete(created, p) // a file or link, or a line without its entry
 		}
 	}
@@ -462,7 +501,7 @@ func validManifestDir(d string) bool {
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
-var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.ScriptsDir + "/ifcfg-", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.

@@ -14,9 +14,9 @@ var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "alma
 // NetworkManager.
 func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 	switch target {
-	case "auto", RHEL, Systemd:
+	case "auto", RHEL, Systemd, NM:
 	default:
-		return Choice{}, fmt.Errorf("unknown target %q; use auto, %s or %s", target, RHEL, Systemd)
+		return Choice{}, fmt.Errorf("unknown target %q; use auto, %s, %s or %s", target, RHEL, NM, Systemd)
 	}
 	switch stack {
 	case "auto", NetworkScripts, NetworkManager:
@@ -26,7 +26,13 @@ func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 	if target == Systemd {
 		return Choice{Target: Systemd, Reason: "--target systemd"}, nil
 	}
+	if target == NM {
+		return Choice{Target: NM, NM: f.NM, Reason: "--target nm"}, nil
+	}
 	if target == "auto" {
+		if c, ok := detectNM(f); ok {
+			return c, nil
+		}
 		osr := f.OSRelease
 		id, like := osr["ID"], " "+osr["ID_LIKE"]+" "
 		isRHEL := rhelIDs[id] || strings.Contains(like, " rhel ") || strings.Contains(like, " fedora ") || strings.Contains(like, " centos ")
@@ -49,7 +55,7 @@ func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 }
 
 func rhelStack(f sysroot.Facts, stack string) Choice {
-	c := Choice{Target: RHEL, Stack: stack}
+	c := Choice{Target: RHEL, Stack: stack, NM: f.NM, Scripts: f.Scripts, Blocks: f.Blocks}
 	switch {
 	case stack != "auto":
 		c.Reason = "--rhel-stack " + stack

@@ -9,6 +9,7 @@ import (
 
 func TestDetect(t *testing.T) {
 	centos7 := map[string]string{"ID": "centos", "VERSION_ID": "7"}
+	nmFacts := sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMEtcDir + "/eth1.nmconnection"}}}}
 	for _, c := range []struct {
 		name          string
 		facts         sysroot.Facts
@@ -16,6 +17,12 @@ func TestDetect(t *testing.T) {
 		want          string
 	}{
 		{"empty root", sysroot.Facts{}, "auto", "auto", "systemd"},
+		{"debian with NetworkManager keyfiles", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, NetworkManager: true, NM: nmFacts}, "auto", "auto", "nm"},
+		{"keyfiles, NetworkManager not enabled", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, NM: nmFacts}, "auto", "auto", "systemd"},
+		{"rocky 9 with a keyfile", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "VERSION_ID": "9.4"}, IfcfgPlugin: true, ScriptsDir: true, NetworkManager: true, NM: nmFacts}, "auto", "auto", "nm"},
+		{"rocky 9 keyfile, rhel forced", sysroot.Facts{OSRelease: map[string]string{"ID": "rocky", "VERSION_ID": "9.4"}, IfcfgPlugin: true, NetworkManager: true, NM: nmFacts}, "rhel", "auto", "rhel (networkmanager)"},
+		{"nm forced", sysroot.Facts{}, "nm", "auto", "nm"},
+		{"only an in-memory connection", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, NetworkManager: true, NM: sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMRunDir + "/eth1.nmconnection", Dir: sysroot.NMRunDir}}}}}, "auto", "auto", "systemd"},
 		{"debian", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}}, "auto", "auto", "systemd"},
 		{"centos 7 legacy", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "auto", "auto", "rhel (network-scripts)"},
 		{"centos 7 with NM", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true, NetworkManager: true}, "auto", "auto", "rhel (networkmanager)"},

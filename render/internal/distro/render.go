@@ -9,6 +9,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -38,6 +39,13 @@ type Choice struct {
 	// Backend is the netfilter backend (plan.BackendNFTables or
 	// plan.BackendIPTables), from ChooseBackend.
 	Backend string
+	// NM is, for the nm and rhel targets, the root's NetworkManager
+	// connections.
+	NM sysroot.NMFacts
+	// Scripts and Blocks are, for the rhel target, the root's ifcfg, route
+	// and rule files, and where the manifest says nicpersist has a block.
+	Scripts map[string]string
+	Blocks  map[string]bool
 }
 
 func (c Choice) String() string {
@@ -69,7 +77,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		}
 		owned(SysctlConf, conf.String())
 	}
-	uf, err := unitfiles.Render(p, c.Backend)
+	uf, err := unitfiles.Render(unitPlan(p, c), c.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -83,11 +91,63 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	out = append(out,
 		File{Path: UnitPath, Kind: Owned, Data: u, Mode: 0o644},
 		File{Path: WantsLink, Kind: Symlink, Link: "/" + UnitPath})
-	if c.Target == RHEL {
-		out = append(out, ifcfgFiles(p, c.Stack == NetworkScripts)...)
+	switch c.Target {
+	case RHEL:
+		files := ifcfgFiles(p, c)
+		if err := ifcfgChecks(p, c, files); err != nil {
+			return nil, err
+		}
+		out = append(out, files...)
+		out = append(out, ifcfgRuleFiles(p, c)...)
+	case NM:
+		out = append(out, nmFiles(p, c)...)
 	}
 	sortFiles(out)
 	return out, nil
+}
+
+// unitPlan is what the unit applies: the plan without the routes and rules
+// the target's stack holds itself, as the unit applying them beside the
+// stack makes a second rule of the same priority, and its stop would
+// delete what the stack owns.
+func unitPlan(p *plan.Plan, c Choice) *plan.Plan {
+	var routes, rules map[int]bool
+	switch c.Target {
+	case NM:
+		routes, rules = nmHeld(p, c)
+	case RHEL:
+		routes, rules = rhelHeld(p, c)
+	}
+	if len(routes)+len(rules) == 0 {
+		return p
+	}
+	q := *p
+	q.Routes, q.Rules = nil, nil
+	for i, r := range p.Routes {
+		if !routes[i] {
+			q.Routes = append(q.Routes, r)
+		}
+	}
+	for i, r := range p.Rules {
+		if !rules[i] {
+			q.Rules = append(q.Rules, r)
+		}
+	}
+	// The unit waits only for the links its own routes use.
+	used := map[string]map[plan.Family]bool{}
+	for _, r := range q.Routes {
+		if used[r.Dev] == nil {
+			used[r.Dev] = map[plan.Family]bool{}
+		}
+		used[r.Dev][r.Family] = true
+	}
+	q.Interfaces = append([]plan.Link(nil), p.Interfaces...)
+	for i := range q.Interfaces {
+		l := &q.Interfaces[i]
+		l.Routed4 = l.Routed4 && used[l.Name][plan.V4]
+		l.Routed6 = l.Routed6 && used[l.Name][plan.V6]
+	}
+	return &q
 }
 
 func unitFile(header string) ([]byte, error) {
@@ -129,7 +189,8 @@ func unitFile(header string) ([]byte, error) {
 // NetworkManager ignores route-<if> as soon as rule-<if> exists and applies
 // rule files only through a dispatcher script, so under it rules are the
 // unit's alone.
-func ifcfgFiles(p *plan.Plan, legacy bool) []File {
+func ifcfgFiles(p *plan.Plan, c Choice) []File {
+	legacy := c.Stack == NetworkScripts
 	body := map[string][]string{}
 	var order []string
 	add := func(path, line string) {
@@ -142,18 +203,18 @@ func ifcfgFiles(p *plan.Plan, legacy bool) []File {
 		if r.IsMainDefault() {
 			continue
 		}
-		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), r.Dev), r.Args())
+		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, r.Dev)), r.Args())
 	}
 	if legacy {
 		for _, r := range p.Rules {
 			if home := ruleHome(p, r); home != "" {
-				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), home), r.Args())
+				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, home)), r.Args())
 			}
 		}
 	}
 	var out []File
 	for _, path := range order {
-		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644})
+		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644, Drop: rewritten(c, path, body[path])})
 	}
 	return out
 }
