@@ -41,7 +41,8 @@ const usage = `nicpersist renders boot-persistent policy routing, NAT and sysctl
 multi-NIC machines from one TOML profile.
 
 Usage:
-  nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|nm|systemd]
+  nicpersist render  [--profile FILE] [--root DIR]
+                     [--target auto|rhel|nm|networkd|netplan|ifupdown|systemd]
                      [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
@@ -289,7 +290,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	var dry, diff, asJSON bool
 	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	c.register(fl)
-	fl.StringVar(&tgt, "target", "auto", "auto, rhel, nm or systemd")
+	fl.StringVar(&tgt, "target", "auto", "auto, rhel, nm, networkd, netplan, ifupdown or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
@@ -359,7 +360,7 @@ func renderFiles(l *loaded, verb, tgt, stack string, stderr io.Writer) (choice d
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return choice, nil, nil, ExitRuntime
 	}
-	warnings = distro.Warnings(l.facts, choice, files)
+	warnings = append(distro.Warnings(l.facts, choice, files), distro.StackWarnings(l.plan, choice)...)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 	}

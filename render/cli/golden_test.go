@@ -30,14 +30,15 @@ const exampleProfile = "../../packaging/profile.example.toml"
 // goldenProfiles maps a golden case to a profile kept outside its directory.
 // A case not listed here renders testdata/<case>/profile.toml.
 var goldenProfiles = map[string]string{
-	"seed":           exampleProfile,
-	"centos7-legacy": exampleProfile,
-	"rhel9-nm":       exampleProfile,
+	"seed":                        exampleProfile,
+	"centos7-legacy":              exampleProfile,
+	"rhel9-nm":                    exampleProfile,
+	"nm-keyfile":                  exampleProfile,
+	"rhel8-ifcfg":                 "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":                "../e2e/testdata/dualstack.toml",
+	"debian12-networkd-static-gw": exampleProfile,
 	// The same recipes for the iptables backend (iptables-legacy, Docker).
 	"iptables-recipes": "../../testdata/nft-recipes/profile.toml",
-	"nm-keyfile":       exampleProfile,
-	"rhel8-ifcfg":      "../e2e/testdata/dualstack.toml",
-	"nm-dualstack":     "../e2e/testdata/dualstack.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.

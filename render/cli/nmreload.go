@@ -29,7 +29,7 @@ func nmReload(root string, c distro.Choice, changes []changeset.Change, stderr i
 		if ch.Kind != distro.Keyfile || !ch.Changed() {
 			continue
 		}
-		for dev, conns := range c.NM.ByIface {
+		for dev, conns := range c.Root.NM.ByIface {
 			for _, conn := range conns {
 				if conn.Path == ch.Path || filepath.Base(conn.Path) == filepath.Base(ch.Path) {
 					devs = append(devs, dev)

@@ -151,7 +151,8 @@ type container struct {
 	pid1 int    // the container's PID 1, as a host pid
 	log  string // nspawn's and the container's console output
 	// shutdown powers the container off (SIGTERM to nspawn) and waits for
-	// it; the test's cleanup calls it too, and only the first call acts.
+	// it; the test's cleanup calls it too, and only the first call acts, so
+	// a test may stop it earlier (to boot again).
 	shutdown func()
 }
 
@@ -180,8 +181,12 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 	if err := os.MkdirAll(upper, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(upper, "machine-id"), []byte(randHex(16)+"\n"), 0o444); err != nil {
-		t.Fatal(err)
+	// A root with a machine-id of its own keeps it from boot to boot, as a
+	// machine does (DHCP client ids derive from it).
+	if _, err := os.Stat(filepath.Join(root, "etc/machine-id")); err != nil {
+		if err := os.WriteFile(filepath.Join(upper, "machine-id"), []byte(randHex(16)+"\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
 	}
 	machine := nsPrefix + itoa(pidSelf) + "-" + randHex(3)
 	// The unit runs /usr/bin/nicpersist: this test binary, which is

@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,44 +87,6 @@ func nmRoot(t *testing.T, target string) (string, string) {
 		chosen, _, _ = strings.Cut(rest, ":")
 	}
 	return root, chosen
-}
-
-// dhcpServer runs dnsmasq as a plain process in ns, serving eth2's address
-// with a 2-minute lease (dnsmasq's shortest) and T1 at 8 s, so that
-// NetworkManager renews every 8 s. It returns a function that counts the
-// DHCPACKs so far.
-func dhcpServer(t *testing.T, ns string) func() int {
-	t.Helper()
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "dnsmasq.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-		"--port=0", "--interface=lan", "--bind-interfaces", "--user=root", "--pid-file",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--log-dhcp", "--log-facility=-",
-		"--dhcp-range=172.22.5.100,172.22.5.100,255.255.255.224,2m",
-		"--dhcp-option=option:router,172.22.5.97", "--dhcp-option=option:T1,8", "--dhcp-option=option:T2,100")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("dnsmasq: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("dnsmasq log:\n%s", tail(string(b), 30))
-		}
-	})
-	return func() int {
-		b, _ := os.ReadFile(logPath)
-		return strings.Count(string(b), "DHCPACK(lan)")
-	}
 }
 
 // policyNow says whether the seed policy holds in the VM, and if not, why:
@@ -212,7 +171,7 @@ func nmMatrix(t *testing.T, target string) []cell {
 	root, chosen := nmRoot(t, target)
 	t.Logf("render --target %s chose %s", target, chosen)
 	tp := newTopology(t, topoOpts{bare: true})
-	acks := dhcpServer(t, tp.g2)
+	acks := dhcpServer(t, tp.g2, "172.22.5.100", "255.255.255.224", "172.22.5.97", "--dhcp-option=option:T1,8", "--dhcp-option=option:T2,100")
 	var cells []cell
 	add := func(c cell) {
 		t.Logf("%-34s %s %s", c.event, c, c.why)

@@ -37,6 +37,9 @@ func TestDetect(t *testing.T) {
 		{"forced stack", sysroot.Facts{}, "rhel", "networkmanager", "rhel (networkmanager)"},
 		{"forced stack over the root", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, NetworkManager: true}, "rhel", "network-scripts", "rhel (network-scripts)"},
 		{"forced systemd", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true}, "systemd", "auto", "systemd"},
+		{"debian with networkd", sysroot.Facts{OSRelease: map[string]string{"ID": "debian"}, Stacks: sysroot.Stacks{Networkd: true}}, "auto", "auto", "networkd"},
+		{"rhel with networkd enabled stays rhel", sysroot.Facts{OSRelease: centos7, ScriptsDir: true, IfupRoutes: true, Stacks: sysroot.Stacks{Networkd: true}}, "auto", "auto", "rhel (network-scripts)"},
+		{"forced networkd", sysroot.Facts{}, "networkd", "auto", "networkd"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := Detect(c.facts, c.target, c.stack)
@@ -45,7 +48,7 @@ func TestDetect(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Detect(sysroot.Facts{}, "netplan", "auto"); err == nil {
+	if _, err := Detect(sysroot.Facts{}, "wicked", "auto"); err == nil {
 		t.Error("unknown target accepted")
 	}
 	if _, err := Detect(sysroot.Facts{}, "rhel", "ifupdown"); err == nil {
@@ -82,6 +85,36 @@ func TestWarnings(t *testing.T) {
 	for _, c := range []Choice{{Target: RHEL, Stack: NetworkScripts}, {Target: Systemd}} {
 		if w := Warnings(root, c, files); len(w) != 0 {
 			t.Errorf("Warnings for %v = %q; only NetworkManager ignores route files", c, w)
+		}
+	}
+}
+
+func TestIsStackPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"etc/systemd/network/10-eth1.network.d/50-nicpersist.conf":      true,
+		"etc/netplan/90-nicpersist.yaml":                                true,
+		"etc/network/if-up.d/nicpersist":                                true,
+		"etc/dhcp/dhclient-exit-hooks.d/nicpersist":                     true,
+		"etc/systemd/network/10-eth1.network":                           false, // the user's own
+		"etc/systemd/network/10-eth1.network.d/90-override.conf":        false,
+		"etc/systemd/network/../../passwd.network.d/50-nicpersist.conf": false,
+		"etc/netplan/50-cloud-init.yaml":                                false,
+		"etc/network/interfaces":                                        false,
+		"etc/systemd/network/a/b.network.d/50-nicpersist.conf":          false,
+	} {
+		if got := IsStackPath(p); got != want {
+			t.Errorf("IsStackPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+	for d, want := range map[string]bool{
+		"etc/systemd/network":                   true,
+		"etc/systemd/network/10-eth1.network.d": true,
+		"etc/systemd/network/.network.d":        false,
+		"etc/systemd/network/x.network.d/..":    false,
+		"usr/lib/systemd/network":               false,
+	} {
+		if got := IsStackDir(d); got != want {
+			t.Errorf("IsStackDir(%q) = %v, want %v", d, got, want)
 		}
 	}
 }

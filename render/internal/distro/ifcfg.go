@@ -29,8 +29,8 @@ type ifcfgConn struct {
 // connection's route-/rule- files from this name (ifcfg-System_eth1 reads
 // route-System_eth1), not from the device.
 func ifcfgFor(c Choice, dev string) (ifcfgConn, bool) {
-	names := make([]string, 0, len(c.Scripts))
-	for n := range c.Scripts {
+	names := make([]string, 0, len(c.Root.Scripts))
+	for n := range c.Root.Scripts {
 		if strings.HasPrefix(n, "ifcfg-") {
 			names = append(names, n)
 		}
@@ -38,7 +38,7 @@ func ifcfgFor(c Choice, dev string) (ifcfgConn, bool) {
 	sort.Strings(names)
 	var fallback *ifcfgConn
 	for _, n := range names {
-		v := keyfile.ParseVars([]byte(c.Scripts[n]))
+		v := keyfile.ParseVars([]byte(c.Root.Scripts[n]))
 		name := strings.TrimPrefix(n, "ifcfg-")
 		d, ok := v.Get("DEVICE")
 		switch {
@@ -66,25 +66,74 @@ func routeFileName(c Choice, dev string) string {
 // ROUTING_RULE_n: NetworkManager reads them there since 1.18, and adds and
 // removes them with the connection.
 func nativeRules(c Choice, home string) bool {
-	if c.Target != RHEL || c.Stack != NetworkManager || !sysroot.VersionAtLeast(c.NM.Version, 1, 18) {
+	if c.Target != RHEL || c.Stack != NetworkManager || !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 18) {
 		return false
 	}
 	_, ok := ifcfgFor(c, home)
 	return ok
 }
 
-// rhelHeld are the rules the ifcfg files hold natively; the unit applies
-// the rest. Routes stay with the unit as well: `ip route replace` of a
-// route the stack added changes nothing, and before NetworkManager 1.22
-// (RHEL 8.0 and 8.1) the stack drops `default ... table N` lines.
+// rhelHeld are the routes and rules the stack applies itself from the
+// rendered files; the unit applies the rest. The unit's `ip route replace`
+// of a route the stack added would relabel it with nicpersist's protocol,
+// so that the unit's stop deletes what the stack put there.
 func rhelHeld(p *plan.Plan, c Choice) (routes, rules map[int]bool) {
-	rules = map[int]bool{}
+	routes, rules = map[int]bool{}, map[int]bool{}
+	for i, r := range p.Routes {
+		// Main-table defaults are never in a route file (ifcfgFiles).
+		if !r.IsMainDefault() && routesHeld(c, r.Dev, r.Family) {
+			routes[i] = true
+		}
+	}
 	for i, r := range p.Rules {
 		if home := ruleHome(p, r); home != "" && nativeRules(c, home) {
 			rules[i] = true
 		}
 	}
-	return nil, rules
+	return routes, rules
+}
+
+// routesHeld says the stack adds every route of dev's route-/route6- file
+// (of fam) each time dev comes up. Where it may not, the unit keeps them:
+// a route the unit relabels is a lesser harm than one no one applies.
+func routesHeld(c Choice, dev string, fam plan.Family) bool {
+	ic, ok := ifcfgFor(c, dev)
+	if !ok {
+		// ifup has no configuration to bring dev up with, and
+		// NetworkManager has no ifcfg connection to read a route file for.
+		return false
+	}
+	v6ok := fam == plan.V4 || ipv6Init(ic)
+	switch c.Stack {
+	case NetworkScripts:
+		return v6ok
+	case NetworkManager:
+		// An unknown version may be one that drops `default ... table N`.
+		if c.Root.NM.Version == "" || !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 22) {
+			return false
+		}
+		// An unmanaged device's connection is never activated.
+		if v, _ := ic.vars.Get("NM_CONTROLLED"); strings.EqualFold(v, "no") || strings.EqualFold(v, "false") || v == "0" {
+			return false
+		}
+		// Mirrors the warning in Warnings: any rule file of the connection
+		// makes NetworkManager ignore its route files.
+		if _, ok := c.Root.Scripts["rule-"+ic.name]; ok {
+			return false
+		}
+		if _, ok := c.Root.Scripts["rule6-"+ic.name]; ok {
+			return false
+		}
+		return v6ok || sysroot.VersionAtLeast(c.Root.NM.Version, 1, 33)
+	}
+	return false
+}
+
+// ipv6Init is the IPV6INIT=yes without which ifup-routes, and
+// NetworkManager up to 1.32, skip route6-<name>.
+func ipv6Init(ic ifcfgConn) bool {
+	v, _ := ic.vars.Get("IPV6INIT")
+	return v == "yes"
 }
 
 var svformat = regexp.MustCompile(`(?m)^\s*ADDRESS[0-9]+=`)
@@ -98,7 +147,7 @@ func ifcfgChecks(p *plan.Plan, c Choice, files []File) error {
 		if !strings.HasPrefix(base, "route") {
 			continue
 		}
-		cur := c.Scripts[base]
+		cur := c.Root.Scripts[base]
 		if svformat.MatchString(cur) {
 			errs = append(errs, fmt.Sprintf("/%s is in the key=value form (ADDRESS0=...): NetworkManager then ignores every `ip route` line in it and ifup-routes runs it as a shell script, so nicpersist's lines would fail in it; rewrite it as one `ip route` argument line per route, and render again. Your routes as lines:\n%s", f.Path, convertSvformat(cur)))
 		}
@@ -215,8 +264,8 @@ func routeKey(line string, v6 bool) string {
 // routes in other words. They go, so that the render does not add the
 // routes a second time.
 func rewritten(c Choice, path string, block []string) []string {
-	cur, ok := c.Scripts[strings.TrimPrefix(path, ScriptsDir+"/")]
-	if !ok || !c.Blocks[path] || strings.Contains(cur, sysroot.Begin) || strings.Contains(cur, sysroot.End) {
+	cur, ok := c.Root.Scripts[strings.TrimPrefix(path, ScriptsDir+"/")]
+	if !ok || !c.Root.Blocks[path] || strings.Contains(cur, sysroot.Begin) || strings.Contains(cur, sysroot.End) {
 		return nil
 	}
 	v6 := strings.Contains(path, "/route6-")
@@ -254,8 +303,8 @@ func ifcfgRuleFiles(p *plan.Plan, c Choice) []File {
 	var out []File
 	for _, name := range order {
 		path := ScriptsDir + "/ifcfg-" + name
-		v := keyfile.ParseVars([]byte(c.Scripts["ifcfg-"+name]))
-		for _, e := range c.NM.Owned[path] {
+		v := keyfile.ParseVars([]byte(c.Root.Scripts["ifcfg-"+name]))
+		for _, e := range c.Root.NM.Owned[path] {
 			_, kv, _ := strings.Cut(e, " ")
 			k, val, _ := strings.Cut(kv, "=")
 			if cur, ok := v.Get(k); ok && cur == val {
@@ -332,16 +381,18 @@ func ifcfgWarnings(c Choice, files []File) []string {
 		}
 		switch kind {
 		case "route":
-			if c.Stack == NetworkManager && c.NM.Version != "" && !sysroot.VersionAtLeast(c.NM.Version, 1, 22) && strings.Contains(string(f.Data), "default ") {
-				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so only nicpersist.service applies those routes, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.NM.Version))
+			if c.Stack == NetworkManager && c.Root.NM.Version != "" && !sysroot.VersionAtLeast(c.Root.NM.Version, 1, 22) && strings.Contains(string(f.Data), "default ") {
+				out = append(out, fmt.Sprintf("/%s: NetworkManager %s drops `default ... table N` lines (fixed in 1.22; RHEL 8.0 and 8.1), so nicpersist.service applies this file's routes itself, once per start: update NetworkManager, or run systemctl reload nicpersist after the connection comes up", f.Path, c.Root.NM.Version))
 			}
 		case "route6":
-			text, ok := c.Scripts["ifcfg-"+name]
-			if v, _ := keyfile.ParseVars([]byte(text)).Get("IPV6INIT"); ok && v != "yes" {
+			text, ok := c.Root.Scripts["ifcfg-"+name]
+			// From 1.34 NetworkManager reads route6- without IPV6INIT=yes.
+			reads := c.Stack == NetworkManager && c.Root.NM.Version != "" && sysroot.VersionAtLeast(c.Root.NM.Version, 1, 33)
+			if ok && !reads && !ipv6Init(ifcfgConn{name, keyfile.ParseVars([]byte(text))}) {
 				out = append(out, fmt.Sprintf("/%s/ifcfg-%s has no IPV6INIT=yes: ifup-routes, and NetworkManager up to 1.32, do not read /%s then, so only nicpersist.service applies its routes; set IPV6INIT=yes", ScriptsDir, name, f.Path))
 			}
 		case "rule", "rule6":
-			for i, l := range strings.Split(c.Scripts[base], "\n") {
+			for i, l := range strings.Split(c.Root.Scripts[base], "\n") {
 				t := strings.TrimSpace(l)
 				if t == "" || strings.HasPrefix(t, "#") || strings.HasPrefix(t, sysroot.Begin) {
 					continue
@@ -353,11 +404,11 @@ func ifcfgWarnings(c Choice, files []File) []string {
 			}
 		}
 	}
-	for _, l := range sortedKeys(c.NM.ByIface) {
+	for _, l := range sortedKeys(c.Root.NM.ByIface) {
 		if _, ok := ifcfgFor(c, l); ok {
 			continue
 		}
-		for _, conn := range c.NM.ByIface[l] {
+		for _, conn := range c.Root.NM.ByIface[l] {
 			out = append(out, fmt.Sprintf("%s: its NetworkManager connection /%s is a keyfile, which reads no route-%s; render with --target nm (--target auto picks it)", l, conn.Path, l))
 		}
 	}

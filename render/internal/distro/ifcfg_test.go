@@ -2,6 +2,7 @@ package distro
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,20 +14,25 @@ import (
 
 func seedPlan(t *testing.T) *plan.Plan {
 	t.Helper()
-	src, err := os.ReadFile("../../../packaging/profile.example.toml")
+	return planOf(t, "../../../packaging/profile.example.toml")
+}
+
+func planOf(t *testing.T, path string) *plan.Plan {
+	t.Helper()
+	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := &diag.List{File: "profile.toml"}
 	p := plan.Build(profile.Decode(src, l), l)
 	if p == nil || l.HasErrors() {
-		t.Fatalf("seed profile: %v", l.Sorted())
+		t.Fatalf("%s: %v", path, l.Sorted())
 	}
 	return p
 }
 
 func rhelNM(scripts map[string]string, version string) Choice {
-	return Choice{Target: RHEL, Stack: NetworkManager, Scripts: scripts, Blocks: map[string]bool{}, NM: sysroot.NMFacts{Version: version}}
+	return Choice{Target: RHEL, Stack: NetworkManager, Root: sysroot.Facts{Scripts: scripts, Blocks: map[string]bool{}, NM: sysroot.NMFacts{Version: version}}}
 }
 
 // TestIfcfgRefusals: what makes NetworkManager or ifup-routes ignore or
@@ -122,9 +128,116 @@ func TestRouteKey(t *testing.T) {
 // file for it.
 func TestIfcfgKeyfileWarning(t *testing.T) {
 	c := rhelNM(map[string]string{}, "1.46.0")
-	c.NM.ByIface = map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMEtcDir + "/eth1.nmconnection"}}}
+	c.Root.NM.ByIface = map[string][]sysroot.NMConn{"eth1": {{Path: sysroot.NMEtcDir + "/eth1.nmconnection"}}}
 	w := strings.Join(Warnings(sysroot.Facts{}, c, nil), "\n")
 	if !strings.Contains(w, "eth1: its NetworkManager connection /etc/NetworkManager/system-connections/eth1.nmconnection is a keyfile") {
 		t.Errorf("warnings: %s", w)
+	}
+}
+
+// TestRhelHeld: the unit leaves exactly the routes the stack adds from the
+// route files itself, and keeps every route the stack may not add. The
+// dualstack profile has eth1's reply table in both families (route- and
+// route6- files) and eth2's main defaults, which no route file holds.
+func TestRhelHeld(t *testing.T) {
+	p := planOf(t, "../../e2e/testdata/dualstack.toml")
+	const (
+		eth1   = "DEVICE=eth1\nBOOTPROTO=dhcp\n"
+		eth1v6 = eth1 + "IPV6INIT=yes\n"
+	)
+	legacy := func(scripts map[string]string) Choice {
+		return Choice{Target: RHEL, Stack: NetworkScripts, Root: sysroot.Facts{Scripts: scripts, Blocks: map[string]bool{}}}
+	}
+	for _, c := range []struct {
+		name   string
+		choice Choice
+		want   string // the families of eth1's routes the stack holds
+	}{
+		{"network-scripts", legacy(map[string]string{"ifcfg-eth1": eth1v6}), "46"},
+		{"network-scripts without IPV6INIT=yes", legacy(map[string]string{"ifcfg-eth1": eth1}), "4"},
+		{"network-scripts, IPV6INIT=no", legacy(map[string]string{"ifcfg-eth1": eth1 + "IPV6INIT=no\n"}), "4"},
+		{"network-scripts without an ifcfg file", legacy(map[string]string{}), ""},
+		{"network-scripts, ifcfg file of another device", legacy(map[string]string{"ifcfg-eth1": "DEVICE=eth2\n"}), ""},
+		{"network-scripts, ifcfg file named by connection", legacy(map[string]string{"ifcfg-System_eth1": eth1v6}), "46"},
+		{"NetworkManager 1.46", rhelNM(map[string]string{"ifcfg-eth1": eth1v6}, "1.46.0-1.el9"), "46"},
+		{"NetworkManager 1.22", rhelNM(map[string]string{"ifcfg-eth1": eth1v6}, "1.22.8"), "46"},
+		{"NetworkManager 1.22 without IPV6INIT=yes", rhelNM(map[string]string{"ifcfg-eth1": eth1}, "1.22.8"), "4"},
+		{"NetworkManager 1.32 without IPV6INIT=yes", rhelNM(map[string]string{"ifcfg-eth1": eth1}, "1.32.10"), "4"},
+		{"NetworkManager 1.34 without IPV6INIT=yes", rhelNM(map[string]string{"ifcfg-eth1": eth1}, "1.34.0"), "46"},
+		{"NetworkManager 1.20", rhelNM(map[string]string{"ifcfg-eth1": eth1v6}, "1.20.4-10.el8"), ""},
+		{"NetworkManager of unknown version", rhelNM(map[string]string{"ifcfg-eth1": eth1v6}, ""), ""},
+		{"NetworkManager without an ifcfg file", rhelNM(map[string]string{}, "1.46.0"), ""},
+		{"NetworkManager, the user's rule file", rhelNM(map[string]string{"ifcfg-eth1": eth1v6, "rule-eth1": "from 10.9.0.0/16 table 5 priority 50\n"}, "1.46.0"), ""},
+		{"NetworkManager, the user's rule6 file", rhelNM(map[string]string{"ifcfg-eth1": eth1v6, "rule6-eth1": "from 2001:db8:9::/48 table 5 priority 50\n"}, "1.46.0"), ""},
+		{"NetworkManager, NM_CONTROLLED=no", rhelNM(map[string]string{"ifcfg-eth1": eth1v6 + "NM_CONTROLLED=no\n"}, "1.46.0"), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			routes, _ := rhelHeld(p, c.choice)
+			got := ""
+			for _, f := range []plan.Family{plan.V4, plan.V6} {
+				n, held := 0, 0
+				for i, r := range p.Routes {
+					if r.Dev == "eth1" && r.Family == f {
+						n++
+						if routes[i] {
+							held++
+						}
+					}
+				}
+				switch {
+				case n == 0:
+					t.Fatalf("no %s routes via eth1 in the profile", f)
+				case held == n:
+					got += strconv.Itoa(int(f))
+				case held != 0:
+					t.Errorf("%s: %d of eth1's %d routes held: a route file is read whole or not at all", f, held, n)
+				}
+			}
+			if got != c.want {
+				t.Errorf("held families of eth1's routes %q, want %q", got, c.want)
+			}
+			for i, r := range p.Routes {
+				if routes[i] && (r.Dev != "eth1" || r.IsMainDefault()) {
+					t.Errorf("route %s held: it is in no route file of eth1", r.Args())
+				}
+			}
+			// The unit waits for eth1 only while it applies a route there.
+			n, err := stackNative(p, c.choice, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := n.rest(p)
+			for _, l := range q.Interfaces {
+				if l.Name == "eth1" && (l.Routed4 == strings.Contains(c.want, "4") || l.Routed6 == strings.Contains(c.want, "6")) {
+					t.Errorf("unit waits for eth1: IPv4 %v, IPv6 %v; stack holds %q", l.Routed4, l.Routed6, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestRoute6Warning: the IPV6INIT warning says the unit applies a route6-
+// file's routes exactly where the stack does not read the file.
+func TestRoute6Warning(t *testing.T) {
+	p := planOf(t, "../../e2e/testdata/dualstack.toml")
+	for _, c := range []struct {
+		name   string
+		choice Choice
+		warn   bool
+	}{
+		{"network-scripts", Choice{Target: RHEL, Stack: NetworkScripts, Root: sysroot.Facts{Scripts: map[string]string{"ifcfg-eth1": "DEVICE=eth1\n"}, Blocks: map[string]bool{}}}, true},
+		{"NetworkManager 1.32", rhelNM(map[string]string{"ifcfg-eth1": "DEVICE=eth1\n"}, "1.32.10"), true},
+		{"NetworkManager of unknown version", rhelNM(map[string]string{"ifcfg-eth1": "DEVICE=eth1\n"}, ""), true},
+		{"NetworkManager 1.34", rhelNM(map[string]string{"ifcfg-eth1": "DEVICE=eth1\n"}, "1.34.0"), false},
+		{"IPV6INIT=yes", rhelNM(map[string]string{"ifcfg-eth1": "DEVICE=eth1\nIPV6INIT=yes\n"}, "1.32.10"), false},
+	} {
+		files, err := Render(p, c.choice, "/p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := strings.Join(Warnings(sysroot.Facts{}, c.choice, files), "\n")
+		if got := strings.Contains(w, "has no IPV6INIT=yes"); got != c.warn {
+			t.Errorf("%s: IPV6INIT warning %v, want %v:\n%s", c.name, got, c.warn, w)
+		}
 	}
 }

@@ -37,7 +37,7 @@ func detectNM(f sysroot.Facts) (Choice, bool) {
 		return Choice{}, false
 	}
 	sort.Strings(names)
-	return Choice{Target: NM, NM: f.NM, Reason: "NetworkManager.service is enabled and keyfile connections serve " + strings.Join(names, ", ")}, true
+	return Choice{Target: NM, Reason: "NetworkManager.service is enabled and keyfile connections serve " + strings.Join(names, ", ")}, true
 }
 
 // unitRoutes says the unit's batch files route or rule through dev.
@@ -71,7 +71,7 @@ type nmConn struct {
 // shadowed until then, so the unit keeps that interface's routes.
 func nmConns(c Choice, dev string) []nmConn {
 	var out []nmConn
-	for _, conn := range c.NM.ByIface[dev] {
+	for _, conn := range c.Root.NM.ByIface[dev] {
 		switch conn.Dir {
 		case sysroot.NMRunDir:
 			continue
@@ -79,7 +79,7 @@ func nmConns(c Choice, dev string) []nmConn {
 			// The copy in /etc shadows the vendor's by UUID, whatever its
 			// name; a file of that name already there is someone else's.
 			target := sysroot.NMEtcDir + "/" + path.Base(conn.Path)
-			for _, x := range c.NM.Conns {
+			for _, x := range c.Root.NM.Conns {
 				if x.Path == target {
 					target = sysroot.NMEtcDir + "/nicpersist-" + path.Base(conn.Path)
 				}
@@ -163,7 +163,7 @@ func nmFiles(p *plan.Plan, c Choice) []File {
 			}
 			done[conn.target] = true
 			data, keys := nmEdit(p, c, conn)
-			if len(keys) == 0 && !conn.created && len(c.NM.Owned[conn.target]) == 0 {
+			if len(keys) == 0 && !conn.created && len(c.Root.NM.Owned[conn.target]) == 0 {
 				continue // nothing of nicpersist's there, before or now
 			}
 			out = append(out, File{Path: conn.target, Kind: Keyfile, Data: data, Mode: 0o600, Keys: keys, Created: conn.created})
@@ -176,14 +176,14 @@ func nmFiles(p *plan.Plan, c Choice) []File {
 // route from being applied.
 func nmWarnings(c Choice, files []File) []string {
 	var out []string
-	names := make([]string, 0, len(c.NM.ByIface))
-	for n := range c.NM.ByIface {
+	names := make([]string, 0, len(c.Root.NM.ByIface))
+	for n := range c.Root.NM.ByIface {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, name := range names {
 		conns := nmConns(c, name)
-		for _, conn := range c.NM.ByIface[name] {
+		for _, conn := range c.Root.NM.ByIface[name] {
 			if conn.Dir == sysroot.NMRunDir && len(conns) == 0 && unitRoutes(files, name) {
 				out = append(out, fmt.Sprintf("%s: /%s is an in-memory NetworkManager connection (gone at reboot), so nicpersist writes nothing into it and nicpersist.service applies %s's routes and rules once per start; make it persistent (nmcli connection modify %s connection.autoconnect yes) and render again", name, conn.Path, name, conn.UUID))
 			}
@@ -200,7 +200,7 @@ func nmWarnings(c Choice, files []File) []string {
 				out = append(out, fmt.Sprintf("%s: its connection /%s is the vendor's (read-only); nicpersist writes a copy with the same UUID to /%s, which NetworkManager uses in its place", name, conn.Path, conn.target))
 			}
 		}
-		if why := c.NM.Unmanaged[name]; why != "" && len(conns) > 0 {
+		if why := c.Root.NM.Unmanaged[name]; why != "" && len(conns) > 0 {
 			out = append(out, fmt.Sprintf("%s: %s keeps it unmanaged, so NetworkManager never activates its connection and nothing applies its routes; remove it from unmanaged-devices, or (udev) set ENV{NM_UNMANAGED}=\"0\" for it in a rule after 85-nm-unmanaged.rules", name, why))
 		}
 	}
@@ -243,7 +243,7 @@ func nmEdit(p *plan.Plan, c Choice, conn nmConn) ([]byte, []string) {
 	kf := keyfile.Parse(conn.Data)
 	// The keys an earlier render set: each goes, unless its value is no
 	// longer ours (the user reused the key).
-	for _, e := range c.NM.Owned[conn.target] {
+	for _, e := range c.Root.NM.Owned[conn.target] {
 		g, kv, _ := strings.Cut(e, " ")
 		k, v, _ := strings.Cut(kv, "=")
 		if cur, ok := kf.Get(g, k); ok && cur == v {
@@ -319,7 +319,7 @@ func nmEdit(p *plan.Plan, c Choice, conn nmConn) ([]byte, []string) {
 
 // matches says the connection is one of those serving dev.
 func matches(c Choice, conn nmConn, dev string) bool {
-	for _, x := range c.NM.ByIface[dev] {
+	for _, x := range c.Root.NM.ByIface[dev] {
 		if x.Path == conn.Path {
 			return true
 		}

@@ -15,12 +15,12 @@ func TestNMRewrite(t *testing.T) {
 	path := sysroot.NMEtcDir + "/eth1.nmconnection"
 	saved := "[connection]\nid=eth1\ninterface-name=eth1\n\n[ipv4]\nmethod=auto\nroute1=172.22.5.64/27\nroute1_options=table=1000\nroute2=10.50.0.0/16,172.22.5.65\nroute3=0.0.0.0/0,172.22.5.65\nroute3_options=table=1000\nrouting-rule1=priority 1000 from 172.22.5.68/32 table 1000\n"
 	conn := sysroot.NMConn{Path: path, Dir: sysroot.NMEtcDir, Iface: "eth1", Data: []byte(saved)}
-	c := Choice{Target: NM, NM: sysroot.NMFacts{
+	c := Choice{Target: NM, Root: sysroot.Facts{NM: sysroot.NMFacts{
 		ByIface: map[string][]sysroot.NMConn{"eth1": {conn}},
 		// The keys as the earlier render numbered them: NetworkManager's
 		// save moved them.
 		Owned: map[string][]string{path: {"ipv4 route2=172.22.5.64/27", "ipv4 route2_options=table=1000"}},
-	}}
+	}}}
 	files, err := Render(p, c, "/p")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestNMWarnings(t *testing.T) {
 	p := seedPlan(t)
 	path := sysroot.NMEtcDir + "/eth1.nmconnection"
 	conn := sysroot.NMConn{Path: path, Dir: sysroot.NMEtcDir, Iface: "eth1", Data: []byte("[connection]\nid=eth1\n[ipv4]\nmethod=disabled\n")}
-	c := Choice{Target: NM, NM: sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {conn}}}}
+	c := Choice{Target: NM, Root: sysroot.Facts{NM: sysroot.NMFacts{ByIface: map[string][]sysroot.NMConn{"eth1": {conn}}}}}
 	files, err := Render(p, c, "/p")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,9 @@ import (
 const (
 	RHEL           = "rhel"
 	Systemd        = "systemd"
+	Networkd       = "networkd"
+	Netplan        = "netplan"
+	Ifupdown       = "ifupdown"
 	NetworkScripts = "network-scripts"
 	NetworkManager = "networkmanager"
 )
@@ -39,13 +42,9 @@ type Choice struct {
 	// Backend is the netfilter backend (plan.BackendNFTables or
 	// plan.BackendIPTables), from ChooseBackend.
 	Backend string
-	// NM is, for the nm and rhel targets, the root's NetworkManager
-	// connections.
-	NM sysroot.NMFacts
-	// Scripts and Blocks are, for the rhel target, the root's ifcfg, route
-	// and rule files, and where the manifest says nicpersist has a block.
-	Scripts map[string]string
-	Blocks  map[string]bool
+	// Root is what Detect read; the stack targets render against it (which
+	// .network file matches an interface, say).
+	Root sysroot.Facts
 }
 
 func (c Choice) String() string {
@@ -77,7 +76,16 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		}
 		owned(SysctlConf, conf.String())
 	}
-	uf, err := unitfiles.Render(unitPlan(p, c), c.Backend)
+	// The stacks hold routes and rules themselves where they can; the unit
+	// applies only the rest, as the unit applying them beside the stack
+	// makes a second rule of the same priority, and its stop would delete
+	// what the stack owns.
+	nat, err := stackNative(p, c, h)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, nat.files...)
+	uf, err := unitfiles.Render(nat.rest(p), c.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -104,50 +112,6 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	}
 	sortFiles(out)
 	return out, nil
-}
-
-// unitPlan is what the unit applies: the plan without the routes and rules
-// the target's stack holds itself, as the unit applying them beside the
-// stack makes a second rule of the same priority, and its stop would
-// delete what the stack owns.
-func unitPlan(p *plan.Plan, c Choice) *plan.Plan {
-	var routes, rules map[int]bool
-	switch c.Target {
-	case NM:
-		routes, rules = nmHeld(p, c)
-	case RHEL:
-		routes, rules = rhelHeld(p, c)
-	}
-	if len(routes)+len(rules) == 0 {
-		return p
-	}
-	q := *p
-	q.Routes, q.Rules = nil, nil
-	for i, r := range p.Routes {
-		if !routes[i] {
-			q.Routes = append(q.Routes, r)
-		}
-	}
-	for i, r := range p.Rules {
-		if !rules[i] {
-			q.Rules = append(q.Rules, r)
-		}
-	}
-	// The unit waits only for the links its own routes use.
-	used := map[string]map[plan.Family]bool{}
-	for _, r := range q.Routes {
-		if used[r.Dev] == nil {
-			used[r.Dev] = map[plan.Family]bool{}
-		}
-		used[r.Dev][r.Family] = true
-	}
-	q.Interfaces = append([]plan.Link(nil), p.Interfaces...)
-	for i := range q.Interfaces {
-		l := &q.Interfaces[i]
-		l.Routed4 = l.Routed4 && used[l.Name][plan.V4]
-		l.Routed6 = l.Routed6 && used[l.Name][plan.V6]
-	}
-	return &q
 }
 
 func unitFile(header string) ([]byte, error) {

@@ -71,6 +71,9 @@ type Facts struct {
 	// Blocks are the paths where the manifest says nicpersist keeps a
 	// managed block.
 	Blocks map[string]bool
+
+	// The Debian and Ubuntu stacks (networkd.go).
+	Stacks
 }
 
 // Netfilter is what decides nicpersist's netfilter backend, and what may
@@ -111,6 +114,7 @@ func Read(t Tree, ifaces ...string) Facts {
 		RuleFiles:      map[string]bool{},
 		Netfilter:      readNetfilter(t),
 		NM:             readNM(t, ifaces),
+		Stacks:         readStacks(t),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
