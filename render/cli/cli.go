@@ -152,6 +152,7 @@ type loaded struct {
 	plan     *plan.Plan
 	problems *diag.List
 	facts    sysroot.Facts // what the root already holds; read once the profile is good
+	backend  distro.Backend
 }
 
 // load reads and checks the profile. It returns an exit code when the run
@@ -196,6 +197,14 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 	if l.plan != nil && !c.noFacts {
 		l.facts = sysroot.Read(root, l.plan.InterfaceNames()...)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
+		l.backend = distro.ChooseBackend(l.facts, l.plan)
+		for _, w := range l.backend.Warnings {
+			l.problems.Warnf(w.Key, "%s", w.Msg)
+		}
+	} else if l.plan != nil {
+		// verify must compare against the backend render chose for this
+		// root; its warnings are render's.
+		l.backend = distro.ChooseBackend(sysroot.ReadNetfilter(root), l.plan)
 	}
 	for _, p := range l.problems.Sorted() {
 		fmt.Fprintln(stderr, p)
@@ -302,6 +311,12 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 		warnings = append(warnings, w)
 	}
+	// What the root lacks or holds against the netfilter part was printed
+	// with the profile's problems; --json lists it with the root's other
+	// warnings.
+	for _, w := range l.backend.Warnings {
+		warnings = append(warnings, w.Key+": "+w.Msg)
+	}
 	changes, err := changeset.Compute(l.root, files, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: nothing written:\n%v\n", err)
@@ -336,6 +351,10 @@ func renderFiles(l *loaded, verb, tgt, stack string, stderr io.Writer) (choice d
 		return choice, nil, nil, ExitInvalid
 	}
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	if l.plan.NeedsNetfilter() {
+		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+	}
+	choice.Backend = l.backend.Name
 	files, err = distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
@@ -363,13 +382,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 	}
-	printPlan(stdout, l.plan)
+	printPlan(stdout, l.plan, l.backend)
 	return ExitOK
 }
 
 // printPlan shows what the conveniences expand to, as the commands that
 // will run, each with the profile key it comes from.
-func printPlan(w io.Writer, p *plan.Plan) {
+func printPlan(w io.Writer, p *plan.Plan, backend distro.Backend) {
 	section := func(title string, n int) bool {
 		if n == 0 {
 			return false
@@ -392,9 +411,26 @@ func printPlan(w io.Writer, p *plan.Plan) {
 			fmt.Fprintf(w, "  ip -%d rule add %s  # %s\n", r.Family, r.Args(), r.Origin)
 		}
 	}
-	if section("nat", len(p.NAT)) {
-		for _, n := range p.NAT {
-			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", n.Family.IPTables(), unitfiles.NATRule(n), n.Origin)
+	title := fmt.Sprintf("netfilter (%s: %s)", backend.Name, backend.Reason)
+	if backend.Name == plan.BackendNFTables {
+		rules := unitfiles.NFTRules(p)
+		if section(title, len(rules)) {
+			for _, r := range rules {
+				fmt.Fprintf(w, "  nft add rule %s\n", r)
+			}
+		}
+	} else {
+		var lines []string
+		for _, f := range unitfiles.Families {
+			tables, rules := unitfiles.XRules(p, f)
+			for i, r := range rules {
+				lines = append(lines, fmt.Sprintf("  %s -t %s %s  # %s", f.IPTables(), tables[i], r.Text, r.Origin))
+			}
+		}
+		if section(title, len(lines)) {
+			for _, l := range lines {
+				fmt.Fprintln(w, l)
+			}
 		}
 	}
 	if section("sysctls", len(p.Sysctls)) {

@@ -37,6 +37,8 @@ var goldenProfiles = map[string]string{
 	"rhel8-ifcfg":                 "../e2e/testdata/dualstack.toml",
 	"nm-dualstack":                "../e2e/testdata/dualstack.toml",
 	"debian12-networkd-static-gw": exampleProfile,
+	// The same recipes for the iptables backend (iptables-legacy, Docker).
+	"iptables-recipes": "../../testdata/nft-recipes/profile.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.

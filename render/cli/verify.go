@@ -38,7 +38,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	l.root.Close()
-	k, err := verify.Read(l.plan, early)
+	k, err := verify.Read(l.plan, l.backend.Name, early)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist verify: cannot read the kernel's state: %v\n", err)
 		return ExitRuntime

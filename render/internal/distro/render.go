@@ -45,6 +45,9 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
+	// Backend is the netfilter backend (plan.BackendNFTables or
+	// plan.BackendIPTables), from ChooseBackend.
+	Backend string
 	// Root is what Detect read; the stack targets render against it (which
 	// .network file matches an interface, say).
 	Root sysroot.Facts
@@ -91,7 +94,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		return nil, err
 	}
 	out = append(out, nat.files...)
-	uf, err := unitfiles.Render(nat.rest(p))
+	uf, err := unitfiles.Render(nat.rest(p), c.Backend)
 	if err != nil {
 		return nil, err
 	}

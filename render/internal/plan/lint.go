@@ -11,6 +11,41 @@ func (b *builder) lint() {
 	b.lintSSH()
 	b.lintRPFilter()
 	b.lintForwarding()
+	b.lintIfSysctls()
+	b.lintMarks()
+}
+
+// lintIfSysctls: the kernel uses the larger of conf.all.rp_filter and the
+// interface's, so 0 on one interface is off only when all is 0 too.
+func (b *builder) lintIfSysctls() {
+	for _, it := range b.ifaces {
+		if c, ok := it.ctl["rp_filter"]; ok && c.value == "0" && b.rpf != "off" {
+			b.c.p.Warnf(c.origin, "0 turns reverse-path filtering off on %s only when net.ipv4.conf.all.rp_filter is 0 as well (the kernel uses the larger value); set sysctl.rp_filter = \"off\", or 2 (loose) here", it.name)
+		}
+	}
+}
+
+// lintMarks: a mark that no rule selects routes nothing.
+func (b *builder) lintMarks() {
+	for _, m := range b.p.Marks {
+		used := false
+		for _, r := range b.p.Rules {
+			if r.FWMark == "" || r.Family != m.Family {
+				continue
+			}
+			v, mask, _ := strings.Cut(r.FWMark, "/")
+			rv, _ := strconv.ParseUint(v, 0, 32)
+			rm := uint64(0xffffffff)
+			if mask != "" {
+				rm, _ = strconv.ParseUint(mask, 0, 32)
+			}
+			// The packet's mark after ours, under the rule's mask.
+			used = used || uint32(rm)&m.Mask == uint32(rm) && m.Mark&uint32(rm) == uint32(rv)
+		}
+		if !used {
+			b.c.p.Warnf(m.Origin+".fwmark", "no %s [[rule]] selects fwmark 0x%x/0x%x, so the mark changes no route; add a [[rule]] with fwmark = \"0x%x/0x%x\" and a table", m.Family, m.Mark, m.Mask, m.Mark, m.Mask)
+		}
+	}
 }
 
 // lintSSH: once the main default route leaves through one interface, replies
@@ -79,8 +114,22 @@ func (b *builder) lintForwarding() {
 			b.c.p.Warnf(n.Origin, "NAT is configured but sysctl.%s = false: traffic from other hosts is not forwarded", key)
 		}
 	}
-	if b.fwd6 != nil && *b.fwd6 {
-		b.c.p.Warnf("sysctl.ipv6_forwarding", "forwarding makes the kernel ignore router advertisements on interfaces whose accept_ra is 1; set net.ipv6.conf.<if>.accept_ra = 2 where addresses or routes come from SLAAC")
+	for _, x := range b.p.Forwards {
+		fwd, key := b.fwd4, "ip_forward"
+		if x.Family == V6 {
+			fwd, key = b.fwd6, "ipv6_forwarding"
+		}
+		if fwd == nil || !*fwd {
+			b.c.p.Warnf(x.Origin, "a port forward to another host is forwarded traffic, but sysctl.%s is not true; set %s = true", key, key)
+		}
+	}
+	raSet := false // the profile took care of router advertisements
+	for _, it := range b.ifaces {
+		_, ok := it.ctl["accept_ra"]
+		raSet = raSet || ok
+	}
+	if b.fwd6 != nil && *b.fwd6 && !raSet {
+		b.c.p.Warnf("sysctl.ipv6_forwarding", "forwarding makes the kernel ignore router advertisements on interfaces whose accept_ra is 1; set sysctl = { accept_ra = 2 } on the [[interface]]s whose addresses or routes come from SLAAC")
 	}
 }
 

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"strconv"
+
 	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
@@ -34,9 +36,6 @@ func (b *builder) sysctls() {
 	if b.fwd6 != nil {
 		add("net.ipv6.conf.all.forwarding", boolDigit(*b.fwd6), "sysctl.ipv6_forwarding")
 	}
-	if b.rpf == "" {
-		return
-	}
 	v := map[string]string{"off": "0", "strict": "1", "loose": "2"}[b.rpf]
 	if b.rpf == "off" {
 		// The effective value is max(all, interface): off needs both.
@@ -46,19 +45,31 @@ func (b *builder) sysctls() {
 		if it.name == "" {
 			continue
 		}
-		add(confKey(it.name, "rp_filter"), v, "sysctl.rp_filter")
+		// An interface's own rp_filter is the one its key gets.
+		if _, own := it.ctl["rp_filter"]; b.rpf != "" && !own {
+			add(confKey(it.name, "rp_filter"), v, "sysctl.rp_filter")
+		}
+		for _, k := range ifSysctls {
+			if c, ok := it.ctl[k.key]; ok {
+				add(familyConfKey(k.family, it.name, k.key), c.value, c.origin)
+			}
+		}
 	}
 }
 
 // confKey builds net.ipv4.conf.<if>.<key>; a name with '.' (a VLAN such as
 // eth0.100) needs the '/' form, as sysctl.d(5) says.
-func confKey(name, key string) string {
+func confKey(name, key string) string { return familyConfKey(V4, name, key) }
+
+// familyConfKey builds net.ipv4.conf.<if>.<key> or net.ipv6.conf.<if>.<key>.
+func familyConfKey(f Family, name, key string) string {
+	ip := "ipv" + strconv.Itoa(int(f))
 	for _, r := range name {
 		if r == '.' {
-			return "net/ipv4/conf/" + name + "/" + key
+			return "net/" + ip + "/conf/" + name + "/" + key
 		}
 	}
-	return "net.ipv4.conf." + name + "." + key
+	return "net." + ip + ".conf." + name + "." + key
 }
 
 func boolDigit(v bool) string {

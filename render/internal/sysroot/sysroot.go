@@ -60,6 +60,8 @@ type Facts struct {
 	RuleFiles map[string]bool
 	// System is the numbering that other files under the root already use.
 	System plan.System
+	// Netfilter is what the root has and uses for packet filtering.
+	Netfilter Netfilter
 	// NM is what NetworkManager's keyfiles say about the profile's
 	// interfaces.
 	NM NMFacts
@@ -72,6 +74,19 @@ type Facts struct {
 
 	// The Debian and Ubuntu stacks (networkd.go).
 	Stacks
+}
+
+// Netfilter is what decides nicpersist's netfilter backend, and what may
+// drop the traffic a profile forwards.
+type Netfilter struct {
+	NFT            bool   // the nft command is installed
+	IPTables       bool   // the iptables command is installed
+	IPTablesLegacy bool   // iptables is iptables-legacy (the alternative in use, or the only one)
+	Firewalld      bool   // firewalld.service is enabled
+	NFTablesUnit   bool   // nftables.service is enabled
+	Docker         bool   // Docker is installed: it sets the FORWARD policy to DROP
+	UFWDrop        bool   // ufw is enabled with DEFAULT_FORWARD_POLICY="DROP"
+	ForwardDrop    string // a saved iptables ruleset with :FORWARD DROP; "" if none
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -97,6 +112,7 @@ func Read(t Tree, ifaces ...string) Facts {
 		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
+		Netfilter:      readNetfilter(t),
 		NM:             readNM(t, ifaces),
 		Stacks:         readStacks(t),
 	}
@@ -213,6 +229,24 @@ func osRelease(t Tree) map[string]string {
 	return out
 }
 
+// ReadNetfilter gathers only the Facts that choose the netfilter backend:
+// os-release and Netfilter. It is for verify, which reads nothing else of
+// the root.
+func ReadNetfilter(t Tree) Facts {
+	return Facts{OSRelease: osRelease(t), Netfilter: readNetfilter(t)}
+}
+
+// sbin returns whether a command is installed in sbin or bin, merged /usr
+// or not.
+func sbin(t Tree, cmd string) bool {
+	for _, d := range []string{"usr/sbin/", "sbin/", "usr/bin/", "bin/"} {
+		if t.Exists(d + cmd) {
+			return true
+		}
+	}
+	return false
+}
+
 // ifcfgIgnored are the names that initscripts and NetworkManager's ifcfg-rh
 // reader skip in ScriptsDir: backups and package manager leftovers.
 func ifcfgIgnored(n string) bool {
@@ -222,4 +256,53 @@ func ifcfgIgnored(n string) bool {
 		}
 	}
 	return false
+}
+
+// enabled says a unit is enabled in one of the targets units are
+// usually wanted by.
+func enabled(t Tree, unit string) bool {
+	for _, tgt := range []string{"multi-user", "sysinit", "network-pre", "basic"} {
+		if t.Exists("etc/systemd/system/" + tgt + ".target.wants/" + unit) {
+			return true
+		}
+	}
+	return false
+}
+
+func readNetfilter(t Tree) Netfilter {
+	n := Netfilter{
+		NFT:          sbin(t, "nft"),
+		IPTables:     sbin(t, "iptables"),
+		Firewalld:    enabled(t, "firewalld.service"),
+		NFTablesUnit: enabled(t, "nftables.service"),
+		Docker:       sbin(t, "dockerd") || enabled(t, "docker.service"),
+	}
+	// Debian picks iptables' backend by alternative; RHEL 7 has only legacy.
+	if rl, ok := t.(interface{ Readlink(string) (string, error) }); ok {
+		if l, err := rl.Readlink("etc/alternatives/iptables"); err == nil {
+			n.IPTablesLegacy = strings.Contains(l, "legacy")
+		}
+	}
+	if n.IPTables && !n.IPTablesLegacy && sbin(t, "iptables-legacy") && !sbin(t, "iptables-nft") && !sbin(t, "xtables-nft-multi") {
+		n.IPTablesLegacy = true
+	}
+	if b, err := t.ReadFile("etc/ufw/ufw.conf"); err == nil && strings.Contains(string(b), "ENABLED=yes") {
+		if d, err := t.ReadFile("etc/default/ufw"); err == nil {
+			for _, l := range strings.Split(string(d), "\n") {
+				if strings.TrimSpace(l) == `DEFAULT_FORWARD_POLICY="DROP"` {
+					n.UFWDrop = true
+				}
+			}
+		}
+	}
+	for _, p := range []string{"etc/iptables/rules.v4", "etc/sysconfig/iptables"} {
+		if b, err := t.ReadFile(p); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(strings.TrimSpace(l), ":FORWARD DROP") {
+					n.ForwardDrop = "/" + p
+				}
+			}
+		}
+	}
+	return n
 }

@@ -10,60 +10,114 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
-// jumpArgs is the rule that sends POSTROUTING through nicpersist's chain,
-// as apply's natJump inserts it.
-const jumpArgs = "-A POSTROUTING -j " + unitfiles.NATChain
-
 // natRule is one -A line of iptables-save, and its canonical form.
 type natRule struct {
-	chain, text, canon string
+	table, chain, text, canon string
 }
 
-// parseSave reads `iptables-save -t nat`: the chains it declares and its
-// rules in order.
+// parseSave reads iptables-save output: the chains it declares, as
+// "table/chain", and its rules in order.
 func parseSave(save string) (chains map[string]bool, rules []natRule) {
 	chains = map[string]bool{}
+	table := ""
 	for _, l := range strings.Split(save, "\n") {
 		l = strings.TrimSpace(l)
 		switch {
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
 		case strings.HasPrefix(l, ":"):
 			if name, _, _ := strings.Cut(l[1:], " "); name != "" {
-				chains[name] = true
+				chains[table+"/"+name] = true
 			}
 		case strings.HasPrefix(l, "-A "):
 			chain, canon := canonRule(l)
-			rules = append(rules, natRule{chain, l, canon})
+			rules = append(rules, natRule{table, chain, l, canon})
 		}
 	}
 	return chains, rules
 }
 
-// compareNAT checks one family's chain: the rendered rules, in order and
-// nothing else, and one unconditional jump from POSTROUTING. iptables-save
+// chainKind is the kind of difference, and the key of a difference about
+// the chain as a whole, for each of nicpersist's chains.
+func chainKind(c unitfiles.XChain) (kind, key string) {
+	switch c.Key() {
+	case unitfiles.XChains[1].Key():
+		return KindPortForward, "port_forward"
+	case unitfiles.XChains[2].Key():
+		return KindForward, "netfilter.forward_accept"
+	case unitfiles.XChains[3].Key():
+		return KindMark, "mark"
+	}
+	return KindNAT, "nat"
+}
+
+// compareXT checks one family's iptables chains against the rendered
+// rules: each chain the plan has rules in, and no other of nicpersist's.
+func compareXT(p *plan.Plan, f plan.Family, save string) []Difference {
+	tables, rules := unitfiles.XRules(p, f)
+	want := map[string][]unitfiles.Rendered{}
+	for i, r := range rules {
+		chain, _, _ := strings.Cut(strings.TrimPrefix(r.Text, "-A "), " ")
+		k := tables[i] + "/" + chain
+		want[k] = append(want[k], r)
+	}
+	var out []Difference
+	for _, c := range unitfiles.XChains {
+		out = append(out, compareChain(f, c, want[c.Key()], save)...)
+	}
+	return out
+}
+
+// compareNAT checks the SNAT chain alone (the tests of its order use it).
+func compareNAT(f plan.Family, want []plan.NAT, save string) []Difference {
+	var rs []unitfiles.Rendered
+	for _, n := range want {
+		rs = append(rs, unitfiles.Rendered{Text: unitfiles.NATRule(n), Origin: n.Origin})
+	}
+	return compareChain(f, unitfiles.XChains[0], rs, save)
+}
+
+// compareChain checks one chain: the rendered rules, in order and nothing
+// else, and one unconditional jump from its built-in chain; a chain the
+// plan has no rules in must not be there, nor jumped to. iptables-save
 // prints a rule's options in an order of its own, so rules are compared in
 // canonical form (see canonRule).
-func compareNAT(f plan.Family, want []plan.NAT, save string) []Difference {
-	cmd := f.IPTables() + " -t nat "
+func compareChain(f plan.Family, c unitfiles.XChain, want []unitfiles.Rendered, save string) []Difference {
+	kind, key := chainKind(c)
+	cmd := f.IPTables() + " -t " + c.Table + " "
+	jumpArgs := "-A " + c.Hook + " -j " + c.Name
 	chains, rules := parseSave(save)
 	var have []natRule
 	jumps := 0
 	var out []Difference
 	_, jump := canonRule(jumpArgs)
 	for _, r := range rules {
-		if r.chain == unitfiles.NATChain {
+		if r.table != c.Table {
+			continue
+		}
+		if r.chain == c.Name {
 			have = append(have, r)
 		}
-		if r.chain == "POSTROUTING" && r.canon == jump {
+		if r.chain == c.Hook && r.canon == jump {
 			jumps++
-		} else if jumpsTo(r.canon, unitfiles.NATChain) {
-			out = append(out, Difference{Kind: KindNAT, Key: "nat", What: "another jump to " + unitfiles.NATChain, Want: cmd + jumpArgs, Have: cmd + r.text})
+		} else if jumpsTo(r.canon, c.Name) {
+			out = append(out, Difference{Kind: kind, Key: key, What: "another jump to " + c.Name, Want: cmd + jumpArgs, Have: cmd + r.text})
 		}
+	}
+	if len(want) == 0 {
+		if chains[c.Key()] || jumps > 0 {
+			out = append(out, Difference{Kind: kind, What: fmt.Sprintf("chain %s in %s that the profile does not hold (%d rules, %d jumps)", c.Name, c.Table, len(have), jumps), Have: cmd + "-S " + c.Name})
+		}
+		return out
+	}
+	what := "rule"
+	if kind == KindNAT {
+		what = "NAT rule"
 	}
 	used := make([]bool, len(have))
 	var wantCanon []string
 	for _, n := range want {
-		text := unitfiles.NATRule(n)
-		_, canon := canonRule(text)
+		_, canon := canonRule(n.Text)
 		wantCanon = append(wantCanon, canon)
 		i := indexFrom(have, 0, canon)
 		for i >= 0 && used[i] {
@@ -73,9 +127,9 @@ func compareNAT(f plan.Family, want []plan.NAT, save string) []Difference {
 			used[i] = true
 			continue
 		}
-		d := Difference{Kind: KindNAT, Key: n.Origin, What: "NAT rule missing", Want: cmd + text}
-		if !chains[unitfiles.NATChain] {
-			d.Have = "no chain " + unitfiles.NATChain
+		d := Difference{Kind: originKind(n.Origin, kind), Key: n.Origin, What: what + " missing", Want: cmd + n.Text}
+		if !chains[c.Key()] {
+			d.Have = "no chain " + c.Name
 		}
 		out = append(out, d)
 	}
@@ -83,7 +137,7 @@ func compareNAT(f plan.Family, want []plan.NAT, save string) []Difference {
 	for i, h := range have {
 		if !used[i] {
 			extra = true
-			out = append(out, Difference{Kind: KindNAT, Key: "nat", What: "rule in " + unitfiles.NATChain + " that the profile does not hold", Have: cmd + h.text})
+			out = append(out, Difference{Kind: kind, Key: key, What: "rule in " + c.Name + " that the profile does not hold", Have: cmd + h.text})
 		}
 	}
 	if !extra && len(have) == len(want) {
@@ -94,21 +148,38 @@ func compareNAT(f plan.Family, want []plan.NAT, save string) []Difference {
 		if !slices.Equal(haveCanon, wantCanon) {
 			var w, h []string
 			for _, n := range want {
-				w = append(w, unitfiles.NATRule(n))
+				w = append(w, n.Text)
 			}
 			for _, r := range have {
 				h = append(h, r.text)
 			}
-			out = append(out, Difference{Kind: KindNAT, Key: "nat", What: "NAT rules out of order", Want: strings.Join(w, " | "), Have: strings.Join(h, " | ")})
+			out = append(out, Difference{Kind: kind, Key: key, What: what + "s out of order", Want: strings.Join(w, " | "), Have: strings.Join(h, " | ")})
 		}
 	}
 	switch {
 	case jumps == 0:
-		out = append(out, Difference{Kind: KindNAT, Key: "nat", What: "jump missing", Want: cmd + jumpArgs})
+		out = append(out, Difference{Kind: kind, Key: key, What: "jump missing", Want: cmd + jumpArgs})
 	case jumps > 1:
-		out = append(out, Difference{Kind: KindNAT, Key: "nat", What: fmt.Sprintf("jump duplicated (%d times)", jumps), Want: cmd + jumpArgs, Have: fmt.Sprintf("%d jumps", jumps)})
+		out = append(out, Difference{Kind: kind, Key: key, What: fmt.Sprintf("jump duplicated (%d times)", jumps), Want: cmd + jumpArgs, Have: fmt.Sprintf("%d jumps", jumps)})
 	}
 	return out
+}
+
+// originKind is the kind of a rule's difference from the profile key it
+// comes from: a forward accept made for a [[nat]] is of kind forward_accept.
+func originKind(origin, chainKind string) string {
+	if chainKind == KindForward {
+		return KindForward
+	}
+	switch {
+	case strings.HasPrefix(origin, "nat["):
+		return KindNAT
+	case strings.HasPrefix(origin, "port_forward["):
+		return KindPortForward
+	case strings.HasPrefix(origin, "mark["):
+		return KindMark
+	}
+	return chainKind
 }
 
 // indexFrom is the index of the first rule from i on with the canonical

@@ -13,7 +13,8 @@ import (
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
-// Save is a running `iptables-save -t nat` (ip6tables-save for IPv6):
+// Save is a running `iptables-save` (ip6tables-save for IPv6), every
+// table: nicpersist has chains in nat, filter and mangle;
 // netlink cannot read xtables. It takes longer than all else verify does
 // (a few milliseconds, most of it the program's own start), so it runs
 // while the rest is read.
@@ -35,7 +36,7 @@ func StartSave(f plan.Family) *Save {
 		s.fail = fmt.Errorf("%s is not installed, and the profile has %s NAT: install the iptables package", name, f)
 		return s
 	}
-	s.cmd = exec.Command(path, "-t", "nat")
+	s.cmd = exec.Command(path)
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.err
 	if err := s.cmd.Start(); err != nil {
 		s.fail = fmt.Errorf("%s: %w", name, err)
@@ -53,7 +54,7 @@ func (s *Save) Wait() (string, error) {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("%s-save -t nat: %s", s.f.IPTables(), msg)
+		return "", fmt.Errorf("%s-save: %s", s.f.IPTables(), msg)
 	}
 	return s.out.String(), nil
 }
@@ -70,28 +71,35 @@ func (s *Save) Stop() {
 // Read takes what Compare needs from the kernel of this process's network
 // namespace: routes and rules of both families (a family the profile no
 // longer uses may still hold routes of nicpersist's), the links, the
-// plan's sysctls and, for each family the plan has NAT in, the nat table.
+// plan's sysctls and, for each family the plan has netfilter rules in on
+// the iptables backend, its iptables-save (on nftables, nicpersist's table
+// and the rendered one as nft lists it).
 // ahead are saves the caller started before it had the plan (nil ones
 // are skipped); Read starts those the plan needs that are not among them
 // before it reads netlink, and stops those it does not need. Read changes
 // nothing.
-func Read(p *plan.Plan, ahead ...*Save) (*Kernel, error) {
+func Read(p *plan.Plan, backend string, ahead ...*Save) (*Kernel, error) {
 	k := &Kernel{
+		Backend: backend,
 		Routes:  map[plan.Family][]apply.KernelRoute{},
 		Rules:   map[plan.Family][]apply.KernelRule{},
 		NAT:     map[plan.Family]string{},
 		Sysctls: map[string]string{},
 	}
+	needs := func(f plan.Family) bool {
+		_, rules := unitfiles.XRules(p, f)
+		return backend != plan.BackendNFTables && len(rules) > 0
+	}
 	saves := map[plan.Family]*Save{}
 	for _, s := range ahead {
-		if s != nil && len(p.NATOf(s.f)) > 0 && saves[s.f] == nil {
+		if s != nil && needs(s.f) && saves[s.f] == nil {
 			saves[s.f] = s
 		} else {
 			s.Stop()
 		}
 	}
 	for _, f := range unitfiles.Families {
-		if len(p.NATOf(f)) > 0 && saves[f] == nil {
+		if needs(f) && saves[f] == nil {
 			saves[f] = StartSave(f)
 		}
 	}
@@ -106,6 +114,24 @@ func Read(p *plan.Plan, ahead ...*Save) (*Kernel, error) {
 		}
 	}
 	var err error
+	if backend == plan.BackendNFTables && p.NeedsNetfilter() {
+		if k.NFT, err = readNFT(); err != nil {
+			return nil, err
+		}
+		// The rendered file reads as nft lists it but for the priorities'
+		// names, so an unchanged table compares equal at once; only when it
+		// does not, the rendered table is listed by this nft (in a scratch
+		// namespace, which costs tens of milliseconds or more), lest a
+		// difference of printing be taken for drift.
+		if k.NFTWant, err = predictNFT(p); err != nil {
+			return nil, err
+		}
+		if k.NFT != "" && len(compareNFT(k.NFTWant, k.NFT)) > 0 {
+			if k.NFTWant, err = canonNFT(p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if k.Names, k.Index, err = apply.LinkNames(); err != nil {
 		return nil, err
 	}

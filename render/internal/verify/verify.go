@@ -24,6 +24,10 @@ const (
 	KindDefault = "default"
 	KindNAT     = "nat"
 	KindSysctl  = "sysctl"
+	// The netfilter part beside SNAT.
+	KindPortForward = "port_forward"
+	KindForward     = "forward_accept"
+	KindMark        = "mark"
 )
 
 // Difference is one way the kernel is not what the profile says. Key is
@@ -63,9 +67,15 @@ type Kernel struct {
 	Rules  map[plan.Family][]apply.KernelRule
 	Names  map[int32]string // link index: name
 	Index  map[string]int32 // link name, alternative names too: index
-	// NAT is `iptables-save -t nat` (ip6tables-save for IPv6) of each
-	// family the plan has NAT in.
+	// Backend is the netfilter backend the plan was rendered for.
+	Backend string
+	// NAT is `iptables-save` (ip6tables-save for IPv6) of each family the
+	// plan has netfilter rules in, on the iptables backend.
 	NAT map[plan.Family]string
+	// NFT is `nft list table inet nicpersist` ("" when there is none) and
+	// NFTWant the rendered table as this nft lists it, on the nftables
+	// backend.
+	NFT, NFTWant string
 	// Sysctls holds the plan's keys (Sysctl.ProcPath) that exist, with
 	// their values.
 	Sysctls map[string]string
@@ -82,9 +92,16 @@ func Compare(p *plan.Plan, k *Kernel) []Difference {
 	for _, f := range unitfiles.Families {
 		out = append(out, compareRules(p, f, k)...)
 	}
-	for _, f := range unitfiles.Families {
-		if n := p.NATOf(f); len(n) > 0 {
-			out = append(out, compareNAT(f, n, k.NAT[f])...)
+	switch {
+	case k.Backend == plan.BackendNFTables:
+		if p.NeedsNetfilter() {
+			out = append(out, compareNFT(k.NFTWant, k.NFT)...)
+		}
+	default:
+		for _, f := range unitfiles.Families {
+			if _, rules := unitfiles.XRules(p, f); len(rules) > 0 {
+				out = append(out, compareXT(p, f, k.NAT[f])...)
+			}
 		}
 	}
 	return append(out, compareSysctls(p, k)...)

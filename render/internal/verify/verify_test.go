@@ -356,3 +356,75 @@ func BenchmarkCompareSeed(b *testing.B) {
 		}
 	}
 }
+
+// nftWant is the recipes' table as nft 1.0.6 lists it.
+const nftWant = `table inet nicpersist {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 172.22.5.128/26 oifname "eth2" masquerade comment "nat[0]"
+	}
+
+	chain marks {
+		type filter hook prerouting priority mangle; policy accept;
+		ip saddr 172.22.5.128/26 iifname "eth3" tcp dport 8081 meta mark set meta mark & 0xffffff10 | 0x00000010 comment "mark[0]"
+	}
+}
+`
+
+// TestCompareNFT: the nftables table compared as nft lists it.
+func TestCompareNFT(t *testing.T) {
+	mark := `		ip saddr 172.22.5.128/26 iifname "eth3" tcp dport 8081 meta mark set meta mark & 0xffffff10 | 0x00000010 comment "mark[0]"` + "\n"
+	masq := `		ip saddr 172.22.5.128/26 oifname "eth2" masquerade comment "nat[0]"` + "\n"
+	for _, tc := range []struct {
+		name, have string
+		want       []string
+	}{
+		{"in sync", nftWant, nil},
+		{"no table", "", []string{"nat netfilter: table inet nicpersist missing"}},
+		{"a rule gone", strings.Replace(nftWant, mark, "", 1), []string{"mark mark[0]: rule missing"}},
+		{"a rule of someone else's", strings.Replace(nftWant, masq, masq+"\t\tcounter\n", 1), []string{"nat nat: rule in chain postrouting that the profile does not hold"}},
+		{"a chain gone", strings.Replace(nftWant, "\tchain marks {\n\t\ttype filter hook prerouting priority mangle; policy accept;\n"+mark+"\t}\n", "", 1), []string{"mark mark[0]: rule missing"}},
+		{"a hook changed", strings.Replace(nftWant, "priority srcnat", "priority 50", 1), []string{"nat nat: chain postrouting differs"}},
+		{"a chain added", strings.Replace(nftWant, "\n}\n", "\n\tchain extra {\n\t}\n}\n", 1), []string{"nat : chain extra in table inet nicpersist that the profile does not hold"}},
+	} {
+		var got []string
+		for _, d := range compareNFT(nftWant, tc.have) {
+			got = append(got, d.Kind+" "+d.Key+": "+d.What)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCompareXT: the chains beside SNAT, each under its kind and key.
+func TestCompareXT(t *testing.T) {
+	p := &plan.Plan{
+		Netfilter: plan.Netfilter{ForwardAccept: true},
+		Forwards:  []plan.Forward{{Family: plan.V4, In: "eth2", Proto: "tcp", PortLo: 2222, PortHi: 2222, To: a("172.22.5.130"), ToPort: 22, Origin: "port_forward[0]"}},
+		Marks:     []plan.Mark{{Family: plan.V4, In: "eth3", Mark: 0x10, Mask: 0xff, Origin: "mark[0]"}},
+	}
+	save := "*nat\n:PREROUTING ACCEPT [0:0]\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\n" +
+		"-A NICPERSIST-PREROUTING -i eth2 -p tcp -m tcp --dport 2222 -j DNAT --to-destination 172.22.5.130:22\nCOMMIT\n" +
+		"*mangle\n:PREROUTING ACCEPT [0:0]\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\n" +
+		"-A NICPERSIST-PREROUTING -i eth3 -j MARK --set-xmark 0x10/0xff\nCOMMIT\n" +
+		"*filter\n:FORWARD DROP [0:0]\n:NICPERSIST-FORWARD - [0:0]\n-A FORWARD -j NICPERSIST-FORWARD\n" +
+		"-A NICPERSIST-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n" +
+		"-A NICPERSIST-FORWARD -d 172.22.5.130/32 -i eth2 -p tcp -m tcp --dport 22 -m conntrack --ctstate DNAT -j ACCEPT\nCOMMIT\n"
+	if got := found(compareXT(p, plan.V4, save)); len(got) != 0 {
+		t.Errorf("in sync: %q", got)
+	}
+	for _, tc := range []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"DNAT rule gone", "-A NICPERSIST-PREROUTING -i eth2 -p tcp -m tcp --dport 2222 -j DNAT --to-destination 172.22.5.130:22\n", "", []string{"port_forward port_forward[0]: rule missing"}},
+		{"mark jump gone", "*mangle\n:PREROUTING ACCEPT [0:0]\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\n", "*mangle\n:PREROUTING ACCEPT [0:0]\n:NICPERSIST-PREROUTING - [0:0]\n", []string{"mark mark: jump missing"}},
+		{"forward accept changed", "--ctstate RELATED,ESTABLISHED", "--ctstate ESTABLISHED", []string{"forward_accept netfilter.forward_accept: rule missing", "forward_accept netfilter.forward_accept: rule in NICPERSIST-FORWARD that the profile does not hold"}},
+		{"SNAT chain the profile does not hold", "COMMIT\n*mangle", ":NICPERSIST-POSTROUTING - [0:0]\nCOMMIT\n*mangle", []string{"nat : chain NICPERSIST-POSTROUTING in nat that the profile does not hold (0 rules, 0 jumps)"}},
+	} {
+		if got := found(compareXT(p, plan.V4, strings.Replace(save, tc.old, tc.new, 1))); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
