@@ -287,7 +287,13 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
 	}
-	warnings := distro.Warnings(l.facts, choice, files)
+	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return ExitRuntime
+	}
+	files = distro.Sorted(append(files, fw...))
+	warnings := append(distro.Warnings(l.facts, choice, files), fwWarnings...)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 	}
@@ -307,6 +313,17 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	if !dry && !write(l.root, changes, "render", stderr) {
 		return ExitRuntime
+	}
+	if !dry && l.root.Dir() == "/" {
+		var changed []string
+		for _, ch := range changes {
+			if ch.Changed() {
+				changed = append(changed, ch.Path)
+			}
+		}
+		if note := distro.FirewallReload(changed); note != "" {
+			fmt.Fprintf(stderr, "nicpersist: %s\n", note)
+		}
 	}
 	if asJSON {
 		printJSON(stdout, jsonResult{jsonChanges: newJSONChanges(changes, dry), Target: choice.String(), Warnings: append([]string{}, warnings...)})
@@ -330,6 +347,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	defer l.root.Close()
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
+	}
+	if _, fw, err := distro.Firewall(l.plan, l.facts, l.name); err == nil {
+		for _, w := range fw {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+		}
 	}
 	printPlan(stdout, l.plan)
 	return ExitOK

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
@@ -60,6 +61,8 @@ type Facts struct {
 	RuleFiles map[string]bool
 	// System is the numbering that other files under the root already use.
 	System plan.System
+	// Firewalld is the root's firewalld: enabled or not, its zones.
+	Firewalld firewalld.Facts
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -84,6 +87,7 @@ func Read(t Tree) Facts {
 		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
+		Firewalld:      firewalld.Read(t),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
