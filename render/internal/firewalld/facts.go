@@ -267,15 +267,20 @@ func (f *Facts) bind(dev, zone, file string) {
 	f.Bound[dev] = Binding{Zone: zone, File: file}
 }
 
-// ZoneOf returns the zone an interface is in at runtime, and why: its
-// explicit zone, else the default zone, which firewalld applies to every
-// interface that no zone names.
+// ZoneOf returns the zone a policy can name for an interface, and why.
+// Only an explicit zone will do: firewalld puts an interface that no zone
+// names in the default zone through a catch-all ("+") in the zone chains,
+// but a policy's dispatch matches only the interfaces and sources its zones
+// list (fw_policy._ingress_egress_zones in firewalld 1.3), so a policy
+// naming the default zone never sees such an interface. For it ZoneOf
+// returns "ANY", which a policy dispatches without an interface match.
 func (f Facts) ZoneOf(dev string) (zone, why string) {
 	if b, ok := f.Bound[dev]; ok {
 		return b.Zone, "/" + b.File + " puts it there"
 	}
+	def := "firewalld's built-in default zone " + f.DefaultZone
 	if f.DefaultZoneFile != "" {
-		return f.DefaultZone, "no zone names it, and /" + f.DefaultZoneFile + " makes " + f.DefaultZone + " the default zone"
+		def = "the default zone " + f.DefaultZone + " of /" + f.DefaultZoneFile
 	}
-	return f.DefaultZone, "no zone names it, and " + f.DefaultZone + " is firewalld's built-in default zone"
+	return "ANY", "no zone names it: it is in " + def + " by a catch-all that policies do not see"
 }

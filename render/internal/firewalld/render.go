@@ -51,10 +51,11 @@ type policyData struct {
 // same profile on the same root renders the same files.
 //
 // The ingress zone is that of the interface whose subnet holds the NAT
-// source (ANY when the source is any, or outside every profile interface);
-// the egress zone that of out_interface. Rich rules match the source, so
-// the policy lets through no more than the profile NATs, at firewalld's
-// grain: a zone, not an interface.
+// source, the egress zone that of out_interface; ANY where that interface
+// is in no explicit zone (see ZoneOf), or the source is any or outside
+// every profile interface. Rich rules match the source, so the policy lets
+// through what the profile NATs at firewalld's grain, a zone, not an
+// interface: from the source to every interface of the egress zone.
 func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 	var res Result
 	if !f.Enabled {
@@ -70,26 +71,25 @@ func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 			continue // plan's own lint says NAT without forwarding does nothing
 		}
 		egress, why := f.ZoneOf(n.Out)
-		if msg := f.zoneProblem(egress); msg != "" {
+		if msg := f.zoneProblem(egress); egress != "ANY" && msg != "" {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld: %s is in zone %q (%s), but %s; until then firewalld rejects the traffic forwarded out of %s", n.Origin, n.Out, egress, why, msg, n.Out))
 			continue
 		}
-		ingress, in := "ANY", ""
-		if dev := ingressOf(p, n); dev != "" && f.Backend == "nftables" {
+		ingress, in, inWhy := "ANY", ingressOf(p, n), ""
+		if in != "" && f.Backend == "nftables" {
 			// The iptables backend refuses masquerade for an ingress zone
-			// with interfaces; the source match keeps ANY as narrow.
-			z, _ := f.ZoneOf(dev)
-			if f.zoneProblem(z) == "" {
-				ingress, in = z, dev
+			// with interfaces; the source match keeps ANY narrow.
+			if z, w := f.ZoneOf(in); z == "ANY" || f.zoneProblem(z) == "" {
+				ingress, inWhy = z, w
 			}
 		}
 		if !f.Policies {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld in the root predates policies (0.9; /%s is missing), and its FORWARD chain rejects what the profile forwards from %s out of %s (zone %s); upgrade firewalld, or add to /etc/firewalld/direct.xml <rule ipv=%q table=\"filter\" chain=\"FORWARD\" priority=\"0\">%s-o %s -j ACCEPT</rule>",
-				n.Origin, libPolicy, sourceText(n), n.Out, egress, "ipv"+strconv.Itoa(int(n.Family)), sourceArg(n), n.Out))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld in the root predates policies (0.9; /%s is missing), and its FORWARD chain rejects what the profile forwards from %s out of %s; upgrade firewalld, or add to /etc/firewalld/direct.xml <rule ipv=%q table=\"filter\" chain=\"FORWARD\" priority=\"0\">%s-o %s -j ACCEPT</rule>",
+				n.Origin, libPolicy, sourceText(n), n.Out, "ipv"+strconv.Itoa(int(n.Family)), sourceArg(n), n.Out))
 			continue
 		}
-		if !n.Masquerade && f.Backend != "nftables" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld uses its iptables backend (/%s): each firewall-cmd --reload flushes every iptables chain, nicpersist's SNAT to %s among them, and firewalld has no SNAT to a fixed address; run systemctl reload nicpersist after each firewalld reload, or use masquerade = true", n.Origin, Conf, n.ToSource))
+		if !n.Masquerade {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, whatever its backend, nicpersist's SNAT to %s included, and has no SNAT to a fixed address of its own; use masquerade = true, which nicpersist's firewalld policy then does too, or run systemctl reload nicpersist after each firewalld reload", n.Origin, n.ToSource))
 		}
 		key := [2]string{ingress, egress}
 		pol := byZones[key]
@@ -98,14 +98,12 @@ func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 			byZones[key] = pol
 			pols = append(pols, pol)
 		}
-		from := "any source"
-		if in != "" {
-			from = fmt.Sprintf("%s (%s, zone %s)", sourceText(n), in, ingress)
-		} else if n.Source.IsValid() {
-			from = n.Source.String()
+		from := sourceText(n)
+		if inWhy != "" {
+			from = fmt.Sprintf("%s on %s (zone %s: %s)", from, in, ingress, inWhy)
 		}
 		pol.Rules = append(pol.Rules, ruleData{
-			Comment:    comment(fmt.Sprintf("%s: %s out of %s (zone %s: %s)", n.Origin, from, n.Out, egress, why)),
+			Comment:    comment(fmt.Sprintf("%s: %s, out of %s (zone %s: %s)", n.Origin, from, n.Out, egress, why)),
 			Family:     "ipv" + strconv.Itoa(int(n.Family)),
 			Source:     sourceAddr(n),
 			Masquerade: n.Masquerade,

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nicpersist/nicpersist/render/cli"
+)
+
+// policyRel is the policy that nicpersist renders for firewalldProfile.
+const policyRel = "etc/firewalld/policies/nicpersist.xml"
+
+// firewalldProfile is the e2e profile with both families masqueraded.
+const firewalldProfile = "testdata/firewalld.toml"
+
+// firewalldRoot is a root where firewalld is enabled with Debian's defaults
+// (default zone public, nftables backend, no interface in an explicit
+// zone), and the e2e profile rendered into it. passwd and group come from
+// the host, as the container's dbus-daemon runs as messagebus, and so do
+// protocols and services, by which firewalld checks its service files.
+func firewalldRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"etc/systemd/system/multi-user.target.wants", "etc/firewalld/zones", "etc/firewalld/policies"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unit := "/lib/systemd/system/firewalld.service"
+	if err := os.Symlink(unit, filepath.Join(root, "etc/systemd/system/multi-user.target.wants/firewalld.service")); err != nil {
+		t.Fatal(err)
+	}
+	// firewall-cmd finds the daemon through this alias on the bus.
+	if err := os.Symlink(unit, filepath.Join(root, "etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service")); err != nil {
+		t.Fatal(err)
+	}
+	conf := "# Debian's defaults, written out\nDefaultZone=public\nFirewallBackend=nftables\nCleanupOnExit=yes\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/firewalld/firewalld.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"passwd", "group", "protocols", "services"} {
+		if err := copyFile("/etc/"+f, filepath.Join(root, "etc", f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"render", "--root", root, "--profile", firewalldProfile, "--target", "systemd"}
+	var out, errb bytes.Buffer
+	if code := cli.Main(args, &out, &errb); code != 0 {
+		t.Fatalf("nicpersist %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), policyRel) {
+		t.Fatalf("render with firewalld enabled wrote no %s:\n%s%s", policyRel, out.String(), errb.String())
+	}
+	return root
+}
+
+// TestFirewalldBoot boots the seed topology's VM with Debian's firewalld
+// enabled and running in its default zone, and nicpersist rendered for it:
+// forwarded traffic from the client reaches the Internet through eth2,
+// NATed, SSH to eth1 works, and both survive firewall-cmd --reload (which
+// flushes nicpersist's iptables chain: the policy's masquerade carries it).
+// Without nicpersist's policy (removed, firewalld reloaded, nicpersist
+// reloaded so that its routes and NAT are there) firewalld rejects the
+// forwarded traffic; with the policy back, it flows again.
+func TestFirewalldBoot(t *testing.T) {
+	need(t, "systemd-nspawn", "nsenter", "firewalld", "firewall-cmd")
+	t.Parallel()
+	began := time.Now()
+	root := firewalldRoot(t)
+	tp := newTopology(t, topoOpts{})
+	c := bootContainer(t, tp.vm, root)
+
+	for _, u := range []string{"firewalld.service", "nicpersist.service"} {
+		st := c.waitFor(t, u, 90*time.Second, func(p map[string]string) bool {
+			return p["ActiveState"] == "active" || p["ActiveState"] == "failed"
+		})
+		if st["ActiveState"] != "active" {
+			t.Fatalf("%s is %s/%s, want active\n%s", u, st["ActiveState"], st["SubState"], c.statusOf(t, u))
+		}
+	}
+	t.Logf("firewalld and nicpersist active %v after the start", time.Since(began).Round(time.Millisecond))
+	if st := strings.TrimSpace(c.firewallCmd(t, "--state")); st != "running" {
+		t.Fatalf("firewall-cmd --state: %q, want running", st)
+	}
+	if pol := c.firewallCmd(t, "--info-policy", "nicpersist"); !strings.Contains(pol, "ingress-zones: ANY") || !strings.Contains(pol, "egress-zones: ANY") {
+		t.Errorf("firewall-cmd --info-policy nicpersist:\n%s", pol)
+	}
+	// firewalld's own table is there: the forwarded traffic passes its
+	// FORWARD chain, not only nicpersist's NAT.
+	if out := run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "table", "inet", "firewalld"); !strings.Contains(out, "filter_FORWARD") {
+		t.Fatalf("no firewalld table in the VM:\n%s", tail(out, 20))
+	}
+	flows := func(when string) {
+		t.Helper()
+		for _, f := range []family{v4, v6} {
+			throughVM(t, tp, f)
+			sshWorks(t, tp, f)
+		}
+		if t.Failed() {
+			t.Logf("the VM's nftables:\n%s", run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "ruleset"))
+			t.Fatalf("%s: traffic does not flow", when)
+		}
+	}
+	flows("after boot")
+
+	c.firewallCmd(t, "--reload")
+	flows("after firewall-cmd --reload")
+
+	// firewalld flushed every iptables table in the reload, nicpersist's
+	// NAT chain included: the policy's masquerade carries the traffic.
+	nat := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat")
+	t.Logf("nicpersist's iptables NAT chain after firewall-cmd --reload: present=%v", strings.Contains(nat, "NICPERSIST-POSTROUTING"))
+
+	// Without nicpersist's policy, and with nicpersist's routes and NAT
+	// applied again, firewalld's FORWARD chain rejects the client's
+	// traffic; SSH, to the VM itself, still works.
+	c.exec(t, nil, "rm", "/"+policyRel)
+	c.firewallCmd(t, "--reload")
+	c.systemctl(t, "reload", "nicpersist.service")
+	if out := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat"); !strings.Contains(out, "-A NICPERSIST-POSTROUTING -s 172.22.5.128/26 -o eth2 -j MASQUERADE") {
+		t.Fatalf("nicpersist's NAT is not there, so a failure below would prove nothing about firewalld:\n%s", out)
+	}
+	for _, f := range []family{v4, v6} {
+		notThroughVM(t, tp, f)
+		sshWorks(t, tp, f)
+	}
+
+	policy, err := os.ReadFile(filepath.Join(root, policyRel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.exec(t, policy, "sh", "-c", "cat > /"+policyRel)
+	c.firewallCmd(t, "--reload")
+	flows("with the policy back")
+	t.Logf("firewalld boot test took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// exec runs a command in the container's namespaces.
+func (c *container) exec(t *testing.T, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := try(stdin, nil, "nsenter", append([]string{"-t", itoa(c.pid1), "-a"}, args...)...)
+	if err != nil {
+		t.Fatalf("%s in the container: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *container) firewallCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := try(nil, nil, "nsenter", append([]string{"-t", itoa(c.pid1), "-a", "firewall-cmd"}, args...)...)
+	if err != nil {
+		// firewalld logs to its own file, not the journal.
+		log, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "sh", "-c", "tail -n 30 /var/log/firewalld; journalctl --no-pager -n 30 -u firewalld")
+		t.Fatalf("firewall-cmd %s in the container: %v\n%s\nfirewalld's log:\n%s\n%s", strings.Join(args, " "), err, out, log, c.statusOf(t, "firewalld.service"))
+	}
+	return out
+}
+
+// waitFor polls a unit's state until done says so, failing after d.
+func (c *container) waitFor(t *testing.T, unit string, d time.Duration, done func(map[string]string) bool) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		out, err := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "show", unit, "-p", "ActiveState,SubState,Result")
+		p := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				p[k] = v
+			}
+		}
+		if err == nil && p["ActiveState"] != "" && done(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no change after %v: %v\n%s", unit, d, p, c.statusOf(t, unit))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *container) statusOf(t *testing.T, unit string) string {
+	out, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "status", "--no-pager", "-n", "30", unit)
+	return out
+}
