@@ -469,7 +469,7 @@ func validManifestDir(d string) bool {
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
-var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+var manifestPrefixes = []string{distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink, firewalld.PolicyDir + "/nicpersist"}
 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
@@ -78,7 +79,8 @@ func TestReadStack(t *testing.T) {
 			if m := f.VersionMajor(); m != c.major {
 				t.Errorf("VersionMajor = %d, want %d", m, c.major)
 			}
-			f.OSRelease, f.RuleFiles, f.System = nil, nil, plan.System{}
+			// firewalld's facts have their own tests in its package.
+			f.OSRelease, f.RuleFiles, f.System, f.Firewalld = nil, nil, plan.System{}, firewalld.Facts{}
 			if !reflect.DeepEqual(f, c.want) {
 				t.Errorf("Read = %+v, want %+v", f, c.want)
 			}
