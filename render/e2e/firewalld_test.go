@@ -86,6 +86,8 @@ func TestFirewalldBoot(t *testing.T) {
 	if st := strings.TrimSpace(c.firewallCmd(t, "--state")); st != "running" {
 		t.Fatalf("firewall-cmd --state: %q, want running", st)
 	}
+	// firewalld's own check of its running configuration, policy included.
+	c.firewallCmd(t, "--check-config")
 	if pol := c.firewallCmd(t, "--info-policy", "nicpersist"); !strings.Contains(pol, "ingress-zones: ANY") || !strings.Contains(pol, "egress-zones: ANY") {
 		t.Errorf("firewall-cmd --info-policy nicpersist:\n%s", pol)
 	}

@@ -246,6 +246,12 @@ func TestRender(t *testing.T) {
 			warnings: []string{`nicpersist writes only zone names of letters, digits, '_' and '-', at most 17; rename the zone`},
 		},
 		{
+			name:     "a zone named like the policy",
+			root:     func() tree { r := debianRoot(); r[EtcZones+"/nicpersist.xml"] = zoneFile(); return r }(),
+			plan:     seedPlan(masq4),
+			warnings: []string{"firewalld: a zone is named nicpersist, which firewalld does not allow beside nicpersist's policy of that name"},
+		},
+		{
 			name:     "a broken zone file is a warning",
 			root:     func() tree { r := debianRoot(); r[EtcZones+"/x.xml"] = "<zone"; return r }(),
 			plan:     seedPlan(masq4),

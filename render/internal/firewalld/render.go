@@ -112,6 +112,14 @@ func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 	if len(pols) == 0 {
 		return res, nil
 	}
+	for i := range pols {
+		// firewalld refuses a policy named like a zone, and a user
+		// configuration it refuses makes it fall back to its stock one.
+		if name := PolicyName(i); f.Zones[name] {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("firewalld: a zone is named %s, which firewalld does not allow beside nicpersist's policy of that name; rename the zone (its file in /%s or /%s), or the traffic the profile forwards stays rejected", name, EtcZones, LibZones))
+			return res, nil
+		}
+	}
 	t, err := templates.Parse()
 	if err != nil {
 		return res, err
