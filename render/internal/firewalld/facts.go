@@ -34,6 +34,7 @@ const (
 	unit       = "firewalld.service"
 	unitDir    = "etc/systemd/system"
 	scriptsDir = "etc/sysconfig/network-scripts"
+	nmKeyfiles = "etc/NetworkManager/system-connections"
 	// fallbackZone and fallbackBackend are firewalld's built-in defaults
 	// (firewall/config FALLBACK_ZONE, FALLBACK_FIREWALL_BACKEND), used when
 	// firewalld.conf does not say.
@@ -110,6 +111,7 @@ func Read(t Tree) Facts {
 	}
 	f.readZones(t)
 	f.readIfcfg(t)
+	f.readKeyfiles(t)
 	return f
 }
 
@@ -242,9 +244,46 @@ func (f *Facts) readIfcfg(t Tree) {
 			}
 		}
 		if zone != "" {
-			// The ifcfg file wins over a zone file at runtime.
-			delete(f.Bound, dev)
-			f.bind(dev, zone, scriptsDir+"/"+n)
+			f.bindOver(dev, zone, scriptsDir+"/"+n)
+		}
+	}
+}
+
+// readKeyfiles reads zone= of NetworkManager's keyfile connections, which
+// NetworkManager applies when the connection comes up, as it does ZONE= of
+// ifcfg files.
+func (f *Facts) readKeyfiles(t Tree) {
+	for _, d := range []string{"usr/lib/NetworkManager/system-connections", nmKeyfiles} {
+		names, _ := t.ReadDir(d)
+		for _, n := range names {
+			if !strings.HasSuffix(n, ".nmconnection") {
+				continue
+			}
+			b, err := t.ReadFile(d + "/" + n)
+			if err != nil {
+				continue
+			}
+			section, dev, zone := "", "", ""
+			for _, l := range strings.Split(string(b), "\n") {
+				l = strings.TrimSpace(l)
+				if strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]") {
+					section = l
+					continue
+				}
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || section != "[connection]" {
+					continue
+				}
+				switch strings.TrimSpace(k) {
+				case "interface-name":
+					dev = strings.TrimSpace(v)
+				case "zone":
+					zone = strings.TrimSpace(v)
+				}
+			}
+			if dev != "" && zone != "" {
+				f.bindOver(dev, zone, d+"/"+n)
+			}
 		}
 	}
 }
@@ -257,6 +296,16 @@ func backup(n string) bool {
 		}
 	}
 	return false
+}
+
+// bindOver binds as the network stack does when the interface comes up:
+// over what firewalld's zone files say, but not over another connection's
+// file, as nicpersist cannot tell which connection is active.
+func (f *Facts) bindOver(dev, zone, file string) {
+	if prev, ok := f.Bound[dev]; ok && strings.HasPrefix(prev.File, "etc/firewalld/") {
+		delete(f.Bound, dev)
+	}
+	f.bind(dev, zone, file)
 }
 
 func (f *Facts) bind(dev, zone, file string) {

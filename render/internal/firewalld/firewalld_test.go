@@ -96,25 +96,28 @@ func TestEnabled(t *testing.T) {
 
 func TestZones(t *testing.T) {
 	root := tree{
-		wants:                          "-> /x",
-		Conf:                           "# comment\nDefaultZone=home\nFirewallBackend=iptables\n",
-		LibZones + "/public.xml":       zoneFile(),
-		LibZones + "/internal.xml":     zoneFile("eth9"),
-		LibZones + "/home.xml":         zoneFile(),
-		EtcZones + "/internal.xml":     zoneFile("eth3"), // replaces usr/lib's: eth9 is in no zone
-		EtcZones + "/external.xml":     zoneFile("eth2"),
-		EtcZones + "/dmz.xml":          zoneFile("eth5"),
-		EtcZones + "/trusted.xml":      zoneFile("eth5"), // eth5 twice: a problem, dmz kept
-		EtcZones + "/broken.xml":       "<zone><interface name=",
-		scriptsDir + "/ifcfg-eth7":     "DEVICE=eth7\nZONE=dmz\n",
-		scriptsDir + "/ifcfg-eth2":     "DEVICE=eth2\nZONE=\"public\"\n", // over external.xml
-		scriptsDir + "/ifcfg-eth8.bak": "DEVICE=eth8\nZONE=dmz\n",
+		wants:                             "-> /x",
+		Conf:                              "# comment\nDefaultZone=home\nFirewallBackend=iptables\n",
+		LibZones + "/public.xml":          zoneFile(),
+		LibZones + "/internal.xml":        zoneFile("eth9"),
+		LibZones + "/home.xml":            zoneFile(),
+		EtcZones + "/internal.xml":        zoneFile("eth3"), // replaces usr/lib's: eth9 is in no zone
+		EtcZones + "/external.xml":        zoneFile("eth2"),
+		EtcZones + "/dmz.xml":             zoneFile("eth5"),
+		EtcZones + "/trusted.xml":         zoneFile("eth5"), // eth5 twice: a problem, dmz kept
+		EtcZones + "/broken.xml":          "<zone><interface name=",
+		scriptsDir + "/ifcfg-eth7":        "DEVICE=eth7\nZONE=dmz\n",
+		scriptsDir + "/ifcfg-eth2":        "DEVICE=eth2\nZONE=\"public\"\n", // over external.xml
+		scriptsDir + "/ifcfg-eth8.bak":    "DEVICE=eth8\nZONE=dmz\n",
+		nmKeyfiles + "/eth4.nmconnection": "[connection]\nid=eth4\ninterface-name=eth4\nzone=internal\n[ipv4]\nmethod=auto\n",
+		nmKeyfiles + "/eth6.nmconnection": "[connection]\ninterface-name=eth6\n[ethernet]\nzone=internal\n", // not [connection]'s
+		nmKeyfiles + "/eth7.nmconnection": "[connection]\ninterface-name=eth7\nzone=trusted\n",              // ifcfg-eth7 says dmz
 	}
 	f := Read(root)
 	if f.DefaultZone != "home" || f.DefaultZoneFile != Conf || f.Backend != "iptables" {
 		t.Errorf("default zone %q from %q, backend %q", f.DefaultZone, f.DefaultZoneFile, f.Backend)
 	}
-	for dev, want := range map[string]string{"eth3": "internal", "eth2": "public", "eth5": "dmz", "eth7": "dmz", "eth9": "ANY", "eth8": "ANY", "eth1": "ANY"} {
+	for dev, want := range map[string]string{"eth3": "internal", "eth2": "public", "eth5": "dmz", "eth7": "dmz", "eth9": "ANY", "eth8": "ANY", "eth1": "ANY", "eth4": "internal", "eth6": "ANY"} {
 		if z, why := f.ZoneOf(dev); z != want {
 			t.Errorf("ZoneOf(%s) = %s (%s), want %s", dev, z, why, want)
 		}
@@ -123,7 +126,8 @@ func TestZones(t *testing.T) {
 		t.Errorf("ZoneOf(eth1) says %q", why)
 	}
 	probs := strings.Join(f.Problems, "\n")
-	for _, want := range []string{"/" + EtcZones + "/broken.xml: not a zone file", "/" + EtcZones + "/trusted.xml puts eth5 in zone trusted, and /" + EtcZones + "/dmz.xml in zone dmz"} {
+	for _, want := range []string{"/" + EtcZones + "/broken.xml: not a zone file", "/" + EtcZones + "/trusted.xml puts eth5 in zone trusted, and /" + EtcZones + "/dmz.xml in zone dmz",
+		"/" + nmKeyfiles + "/eth7.nmconnection puts eth7 in zone trusted, and /" + scriptsDir + "/ifcfg-eth7 in zone dmz"} {
 		if !strings.Contains(probs, want) {
 			t.Errorf("no %q in problems:\n%s", want, probs)
 		}
