@@ -134,6 +134,7 @@ type loaded struct {
 	plan     *plan.Plan
 	problems *diag.List
 	facts    sysroot.Facts // what the root already holds; read once the profile is good
+	backend  distro.Backend
 }
 
 // load reads and checks the profile. It returns an exit code when the run
@@ -178,6 +179,10 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 	if l.plan != nil {
 		l.facts = sysroot.Read(root)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
+		l.backend = distro.ChooseBackend(l.facts, l.plan)
+		for _, w := range l.backend.Warnings {
+			l.problems.Warnf(w.Key, "%s", w.Msg)
+		}
 	}
 	for _, p := range l.problems.Sorted() {
 		fmt.Fprintln(stderr, p)
@@ -282,12 +287,16 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		return ExitInvalid
 	}
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	if l.plan.NeedsNetfilter() {
+		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+	}
+	choice.Backend = l.backend.Name
 	files, err := distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
 	}
-	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.name)
+	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return ExitRuntime
@@ -348,18 +357,21 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 	}
-	if _, fw, err := distro.Firewall(l.plan, l.facts, l.name); err == nil {
+	if l.plan.NeedsNetfilter() {
+		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+	}
+	if _, fw, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name); err == nil {
 		for _, w := range fw {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 		}
 	}
-	printPlan(stdout, l.plan)
+	printPlan(stdout, l.plan, l.backend.Name)
 	return ExitOK
 }
 
 // printPlan shows what the conveniences expand to, as the commands that
 // will run, each with the profile key it comes from.
-func printPlan(w io.Writer, p *plan.Plan) {
+func printPlan(w io.Writer, p *plan.Plan, backend string) {
 	section := func(title string, n int) bool {
 		if n == 0 {
 			return false
@@ -382,9 +394,29 @@ func printPlan(w io.Writer, p *plan.Plan) {
 			fmt.Fprintf(w, "  ip -%d rule add %s  # %s\n", r.Family, r.Args(), r.Origin)
 		}
 	}
-	if section("nat", len(p.NAT)) {
-		for _, n := range p.NAT {
-			fmt.Fprintf(w, "  %s -t nat %s  # %s\n", n.Family.IPTables(), unitfiles.NATRule(n), n.Origin)
+	if backend == plan.BackendNFTables {
+		rules := unitfiles.NFTRules(p)
+		if section("netfilter", len(rules)) {
+			for _, r := range rules {
+				fmt.Fprintf(w, "  nft add rule %s\n", r)
+			}
+		}
+	} else {
+		var lines []string
+		for _, f := range unitfiles.Families {
+			tables, rules := unitfiles.XRules(p, f)
+			for i, r := range rules {
+				lines = append(lines, fmt.Sprintf("  %s -t %s %s  # %s", f.IPTables(), tables[i], r.Text, r.Origin))
+			}
+		}
+		title := "netfilter"
+		if len(p.Forwards)+len(p.Marks) == 0 && !p.Netfilter.ForwardAccept {
+			title = "nat" // as before port forwards and marks
+		}
+		if section(title, len(lines)) {
+			for _, l := range lines {
+				fmt.Fprintln(w, l)
+			}
 		}
 	}
 	if section("sysctls", len(p.Sysctls)) {

@@ -33,6 +33,8 @@ var goldenProfiles = map[string]string{
 	"seed":           exampleProfile,
 	"centos7-legacy": exampleProfile,
 	"rhel9-nm":       exampleProfile,
+	// The same recipes for the iptables backend (iptables-legacy, Docker).
+	"iptables-recipes": "../../testdata/nft-recipes/profile.toml",
 }
 
 // goldenProfilePath is the profile a golden case renders.

@@ -14,8 +14,12 @@ import (
 // policyRel is the policy that nicpersist renders for firewalldProfile.
 const policyRel = "etc/firewalld/policies/nicpersist.xml"
 
-// firewalldProfile is the e2e profile with both families masqueraded.
-const firewalldProfile = "testdata/firewalld.toml"
+// firewalldProfile is the e2e profile and a port forward from eth2's port
+// 2222 to fwdPort on the client.
+const (
+	firewalldProfile = "testdata/firewalld.toml"
+	fwdPort          = "8081"
+)
 
 // firewalldRoot is a root where firewalld is enabled with Debian's defaults
 // (default zone public, nftables backend, no interface in an explicit
@@ -59,19 +63,20 @@ func firewalldRoot(t *testing.T) string {
 }
 
 // TestFirewalldBoot boots the seed topology's VM with Debian's firewalld
-// enabled and running in its default zone, and nicpersist rendered for it:
-// forwarded traffic from the client reaches the Internet through eth2,
-// NATed, SSH to eth1 works, and both survive firewall-cmd --reload (which
-// flushes nicpersist's iptables chain: the policy's masquerade carries it).
-// Without nicpersist's policy (removed, firewalld reloaded, nicpersist
-// reloaded so that its routes and NAT are there) firewalld rejects the
-// forwarded traffic; with the policy back, it flows again.
+// enabled and running in its default zone, and nicpersist rendered for it
+// (nftables backend, chosen as firewalld is enabled): forwarded traffic from
+// the client reaches the Internet through eth2, NATed, SSH to eth1 works,
+// the port forward works, and all survive firewall-cmd --reload. Without
+// nicpersist's policy (removed, firewalld reloaded) firewalld rejects the
+// forwarded traffic while nicpersist's routes and NAT are in place; with the
+// policy back, it flows again.
 func TestFirewalldBoot(t *testing.T) {
 	need(t, "systemd-nspawn", "nsenter", "firewalld", "firewall-cmd")
 	t.Parallel()
 	began := time.Now()
 	root := firewalldRoot(t)
 	tp := newTopology(t, topoOpts{})
+	serve(t, tp.cl, ":"+fwdPort)
 	c := bootContainer(t, tp.vm, root)
 
 	for _, u := range []string{"firewalld.service", "nicpersist.service"} {
@@ -96,12 +101,20 @@ func TestFirewalldBoot(t *testing.T) {
 	if out := run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "table", "inet", "firewalld"); !strings.Contains(out, "filter_FORWARD") {
 		t.Fatalf("no firewalld table in the VM:\n%s", tail(out, 20))
 	}
+	// The Internet reaches the client's server through eth2's port forward.
+	forwarded := func() {
+		t.Helper()
+		if _, err := dial(tp.in, "172.22.5.100:2222", dialOK); err != nil {
+			t.Errorf("port forward eth2:2222 -> 172.22.5.130:%s: %v", fwdPort, err)
+		}
+	}
 	flows := func(when string) {
 		t.Helper()
 		for _, f := range []family{v4, v6} {
 			throughVM(t, tp, f)
 			sshWorks(t, tp, f)
 		}
+		forwarded()
 		if t.Failed() {
 			t.Logf("the VM's nftables:\n%s", run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "ruleset"))
 			t.Fatalf("%s: traffic does not flow", when)
@@ -112,24 +125,28 @@ func TestFirewalldBoot(t *testing.T) {
 	c.firewallCmd(t, "--reload")
 	flows("after firewall-cmd --reload")
 
-	// firewalld flushed every iptables table in the reload, nicpersist's
-	// NAT chain included: the policy's masquerade carries the traffic.
-	nat := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat")
-	t.Logf("nicpersist's iptables NAT chain after firewall-cmd --reload: present=%v", strings.Contains(nat, "NICPERSIST-POSTROUTING"))
+	// firewalld flushes every iptables table when it reloads, but leaves
+	// nicpersist's nftables table alone: IPv6, SNATed there and not by the
+	// policy, flowed above.
+	nat := run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "table", "inet", "nicpersist")
+	if !strings.Contains(nat, "snat ip6 to 2001:db8:2::100") {
+		t.Fatalf("nicpersist's table after firewall-cmd --reload:\n%s", nat)
+	}
 
-	// Without nicpersist's policy, and with nicpersist's routes and NAT
-	// applied again, firewalld's FORWARD chain rejects the client's
-	// traffic; SSH, to the VM itself, still works.
+	// Without nicpersist's policy, with nicpersist's routes and NAT in
+	// place, firewalld's FORWARD chain rejects the client's traffic; SSH,
+	// to the VM itself, still works, and so does the port forward, which
+	// firewalld lets through as DNATed (ct status dnat).
 	c.exec(t, nil, "rm", "/"+policyRel)
 	c.firewallCmd(t, "--reload")
-	c.systemctl(t, "reload", "nicpersist.service")
-	if out := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat"); !strings.Contains(out, "-A NICPERSIST-POSTROUTING -s 172.22.5.128/26 -o eth2 -j MASQUERADE") {
+	if out := run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "table", "inet", "nicpersist"); !strings.Contains(out, "masquerade") {
 		t.Fatalf("nicpersist's NAT is not there, so a failure below would prove nothing about firewalld:\n%s", out)
 	}
 	for _, f := range []family{v4, v6} {
 		notThroughVM(t, tp, f)
 		sshWorks(t, tp, f)
 	}
+	forwarded()
 
 	policy, err := os.ReadFile(filepath.Join(root, policyRel))
 	if err != nil {

@@ -307,7 +307,14 @@ for f in 4 6; do
 	echo "## ip -$f route show table all"; ip -$f route show table all
 done
 for c in iptables ip6tables; do
-	echo "## $c-save"; $c-save | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'
+	echo "## $c-save"; $c-save 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'
+done
+# nicpersist's nftables table, and the legacy iptables, which iptables-save
+# (iptables-nft) does not show.
+echo "## nft list table inet nicpersist"; nft list table inet nicpersist 2>/dev/null
+for c in iptables-legacy ip6tables-legacy; do
+	command -v $c-save >/dev/null || continue
+	echo "## $c-save"; $c-save 2>/dev/null | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'
 done
 echo "## sysctl"
 for k in net/ipv4/ip_forward net/ipv6/conf/all/forwarding \
@@ -331,12 +338,43 @@ func snapshot(t testing.TB, ns string) string {
 		if strings.Contains(lines[0], "route show") {
 			slices.Sort(lines[1:])
 		}
+		if strings.HasSuffix(lines[0], "-save") {
+			lines = append(lines[:1], dropEmptyTables(lines[1:])...)
+		}
 		b.WriteString(strings.Join(lines, "\n"))
 		if strings.HasSuffix(sec, "\n## ") {
 			b.WriteString("\n## ")
 		}
 	}
 	return b.String()
+}
+
+// dropEmptyTables leaves out of iptables-save output the tables with no
+// rule and every policy ACCEPT: iptables-nft keeps a table whose chains
+// were once used (by nicpersist's jump, or by a test setting a policy),
+// and such a table does nothing to a packet.
+func dropEmptyTables(lines []string) []string {
+	var out, table []string
+	empty := true
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "*"):
+			table, empty = []string{l}, true
+		case table != nil:
+			table = append(table, l)
+			if l == "COMMIT" {
+				if !empty {
+					out = append(out, table...)
+				}
+				table = nil
+			} else if !strings.HasPrefix(l, ":") || !strings.HasSuffix(l, " ACCEPT") {
+				empty = false
+			}
+		default:
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // sameState fails the test with a line diff when two snapshots differ.

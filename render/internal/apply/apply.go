@@ -11,10 +11,12 @@
 package apply
 
 import (
+	"errors"
 	"io"
 	"os"
 	"time"
 
+	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -30,7 +32,7 @@ func newExecutor(c Config) (*executor, State, error) {
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
 	}
-	x := &executor{Config: c, noWait: map[string]bool{}}
+	x := &executor{Config: c, noWait: map[string]bool{}, xtViews: map[plan.Family]*xtView{}}
 	if err := os.MkdirAll(c.State, 0o755); err != nil {
 		return nil, State{}, err
 	}
@@ -53,6 +55,11 @@ func newExecutor(c Config) (*executor, State, error) {
 // machine is as it was before the first start, and returns the error. Files
 // it cannot read (a newer format, say) are an error before anything is
 // touched.
+//
+// A packet-filter part that fails (iptables or nft missing, or refusing
+// the rules) is the exception: the routes, rules and sysctls stay, for
+// they are what keeps SSH to the machine working, and Start returns a
+// *PartError. The state records all of it, so stop removes it all.
 func Start(c Config) error {
 	want, err := unitfiles.Read(c.Dir)
 	if err != nil {
@@ -68,6 +75,11 @@ func Start(c Config) error {
 		if p, err = planStart(want, st, liveKernel{x}); err == nil {
 			err = x.run(p, true)
 		}
+	}
+	var part *PartError
+	if errors.As(err, &part) {
+		x.logf("start: the routes, rules and sysctls stay; NAT, port forwards and marks are not in place")
+		return err
 	}
 	if err != nil {
 		x.logf("start failed; removing what was applied")

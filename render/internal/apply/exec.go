@@ -21,12 +21,30 @@ type executor struct {
 	Config
 	noWait map[string]bool // iptables commands that refuse -w (before 1.6.2 for *-restore)
 	saved  *State          // what the state file holds now
+	// xtViews: nicpersist's iptables chains and jumps as this run's one
+	// iptables-save per family showed them, kept up to date by its own
+	// steps.
+	xtViews map[plan.Family]*xtView
+}
+
+// PartError is a start whose routes, rules and sysctls are in place but
+// whose packet-filter part (NAT, port forwards, marks) failed to load.
+type PartError struct {
+	Errs []error
+}
+
+func (e *PartError) Error() string {
+	return "routes, rules and sysctls applied, but NAT, port forwards and marks are not loaded: " + errors.Join(e.Errs...).Error()
 }
 
 // run runs the steps in order. With stopOnError (a start), the first failed
-// step ends the run and its error is returned; otherwise (a stop) every
-// step runs, whatever can be done is.
+// step ends the run and its error is returned, except a packet-filter step:
+// its failure is logged, the family's further packet-filter steps are
+// skipped and the rest runs, and a *PartError says so at the end. Otherwise
+// (a stop) every step runs, whatever can be done is.
 func (x *executor) run(p Plan, stopOnError bool) error {
+	var part []error
+	failed := map[plan.Family]bool{}
 	for _, s := range p.Steps {
 		if s.Record != nil {
 			if err := x.record(*s.Record); err != nil {
@@ -36,11 +54,28 @@ func (x *executor) run(p Plan, stopOnError bool) error {
 		if s.Op == nil {
 			continue
 		}
-		if err := x.do(*s.Op, stopOnError); err != nil && stopOnError {
+		o := *s.Op
+		if o.Kind.netfilter() && failed[o.Family] {
+			continue
+		}
+		err := x.do(o, stopOnError)
+		switch {
+		case err == nil || !stopOnError:
+		case o.Kind.netfilter():
+			x.logf("%v", err)
+			failed[o.Family] = true
+			part = append(part, err)
+		default:
 			return err
 		}
 	}
-	return x.record(p.Final)
+	if err := x.record(p.Final); err != nil {
+		return err
+	}
+	if len(part) > 0 {
+		return &PartError{part}
+	}
+	return nil
 }
 
 // record writes the state when it differs from what the file holds.
@@ -67,9 +102,13 @@ func (x *executor) do(o Op, starting bool) error {
 	case opNATRestore:
 		return x.natRestore(o.Family, o.Data)
 	case opNATJump:
-		return x.natJump(o.Family)
+		return x.natJump(o.Family, o.Chain)
 	case opNATRemove:
-		x.natRemove(o.Family)
+		x.natRemove(o.Family, o.Chain)
+	case opNFTLoad:
+		return x.nftLoad(o.Data)
+	case opNFTRemove:
+		x.nftRemove()
 	case opTables:
 		errlog, err := x.batch(o.Family, o.Name, o.Lines, true)
 		var exit *exec.ExitError
@@ -208,6 +247,12 @@ func (s State) normal() State {
 	s.Version = StateVersion
 	if len(s.Sysctls) == 0 {
 		s.Sysctls = nil
+	}
+	if len(s.XT4) == 0 {
+		s.XT4 = nil
+	}
+	if len(s.XT6) == 0 {
+		s.XT6 = nil
 	}
 	for _, p := range []**FamilyState{&s.IP4, &s.IP6} {
 		if (*p).empty() {

@@ -31,13 +31,21 @@ type opKind int
 const (
 	opSysctls        opKind = iota // write Sysctls, skipping keys that do not exist
 	opNATRestore                   // iptables-restore --noflush Data
-	opNATJump                      // jump to the chain from POSTROUTING once
-	opNATRemove                    // the jump and the chain, if there
+	opNATJump                      // jump to Chain from its built-in chain once
+	opNATRemove                    // Chain's jumps and Chain, if there
 	opTables                       // ip -force -batch: "File exists" is not a failure
 	opMain                         // ip -batch
 	opUndo                         // ip -force -batch whose failures are expected
 	opRestoreDefault               // ip -4 route replace Lines[0]
+	opNFTLoad                      // nft -f Data: replaces table inet nicpersist
+	opNFTRemove                    // nft delete table inet nicpersist, if there
 )
+
+// netfilter says an op loads packet-filter rules. Their failure at start
+// does not undo the routes and rules (see Start).
+func (k opKind) netfilter() bool {
+	return k == opNATRestore || k == opNATJump || k == opNFTLoad
+}
 
 // Op is one thing the executor does to the kernel.
 type Op struct {
@@ -47,6 +55,7 @@ type Op struct {
 	Lines   []string
 	Data    []byte
 	Sysctls []unitfiles.Sysctl
+	Chain   unitfiles.XChain // opNATJump, opNATRemove
 }
 
 // Step records a state, when Record is set, and then runs an op, when Op
@@ -84,10 +93,12 @@ func (p *planner) op(o Op) {
 // has: sysctls, NAT, then each family's routes and rules.
 func planStart(want *unitfiles.Set, st State, k Kernel) (Plan, error) {
 	p := &planner{k: k, cur: st.clone()}
+	p.cur.upgrade()
 	p.sysctls(want.Sysctls)
 	for _, f := range unitfiles.Families {
 		p.nat(f, want.NAT[f])
 	}
+	p.nft(want.NFT)
 	for _, f := range unitfiles.Families {
 		if err := p.family(f, want.Batches[f]); err != nil {
 			return Plan{}, err
@@ -127,21 +138,46 @@ func (p *planner) sysctls(want []unitfiles.Sysctl) {
 	p.op(Op{Kind: opSysctls, Sysctls: want})
 }
 
-// nat restores nicpersist's chain and jumps to it; without rules, a chain
-// an earlier start made goes.
+// nat restores nicpersist's chains and jumps to each; a chain an earlier
+// start made that the rules no longer declare goes.
 func (p *planner) nat(f plan.Family, rules []byte) {
-	mark := p.cur.nat(f)
-	switch {
-	case rules != nil:
-		if !*mark {
-			*mark = true
+	had := p.cur.xt(f)
+	want := unitfiles.DeclaredChains(rules)
+	if rules != nil {
+		if all := union(*had, want); len(all) != len(*had) {
+			*had = all
 			p.record()
 		}
 		p.op(Op{Kind: opNATRestore, Family: f, Data: rules})
-		p.op(Op{Kind: opNATJump, Family: f})
-	case *mark:
-		p.op(Op{Kind: opNATRemove, Family: f})
-		*mark = false
+		for _, k := range want {
+			c, _ := unitfiles.ChainByKey(k)
+			p.op(Op{Kind: opNATJump, Family: f, Chain: c})
+		}
+	}
+	if gone := missing(want, *had); len(gone) > 0 {
+		for _, k := range gone {
+			if c, ok := unitfiles.ChainByKey(k); ok {
+				p.op(Op{Kind: opNATRemove, Family: f, Chain: c})
+			}
+		}
+		*had = missing(gone, *had)
+		p.record()
+	}
+}
+
+// nft loads nicpersist's nftables table, which replaces itself; without a
+// file, a table an earlier start loaded goes.
+func (p *planner) nft(data []byte) {
+	switch {
+	case data != nil:
+		if !p.cur.NFT {
+			p.cur.NFT = true
+			p.record()
+		}
+		p.op(Op{Kind: opNFTLoad, Data: data})
+	case p.cur.NFT:
+		p.op(Op{Kind: opNFTRemove})
+		p.cur.NFT = false
 		p.record()
 	}
 }
@@ -344,6 +380,8 @@ func refuses(k, r unitfiles.Rule) bool {
 // NAT, then the sysctls' old values.
 func planStop(st State) Plan {
 	p := &planner{}
+	st = st.clone()
+	st.upgrade()
 	for _, f := range []plan.Family{plan.V6, plan.V4} {
 		if f == plan.V4 && st.DefaultSaved && st.Default != "" {
 			p.op(Op{Kind: opRestoreDefault, Family: f, Lines: []string{st.Default}})
@@ -363,9 +401,14 @@ func planStop(st State) Plan {
 		}
 	}
 	for _, f := range []plan.Family{plan.V6, plan.V4} {
-		if *st.nat(f) {
-			p.op(Op{Kind: opNATRemove, Family: f})
+		for _, k := range *st.xt(f) {
+			if c, ok := unitfiles.ChainByKey(k); ok {
+				p.op(Op{Kind: opNATRemove, Family: f, Chain: c})
+			}
 		}
+	}
+	if st.NFT {
+		p.op(Op{Kind: opNFTRemove})
 	}
 	if st.SysctlsSaved && len(st.Sysctls) > 0 {
 		p.op(Op{Kind: opSysctls, Sysctls: st.Sysctls})

@@ -40,8 +40,11 @@ func steps(p Plan) []string {
 			out = append(out, "record")
 		}
 		if o := s.Op; o != nil {
-			name := [...]string{"sysctls", "nat-restore", "nat-jump", "nat-remove", "tables", "main", "undo", "restore-default"}[o.Kind]
+			name := [...]string{"sysctls", "nat-restore", "nat-jump", "nat-remove", "tables", "main", "undo", "restore-default", "nft-load", "nft-remove"}[o.Kind]
 			l := fmt.Sprintf("%s %d", name, o.Family)
+			if o.Chain.Name != "" {
+				l += " " + o.Chain.Key()
+			}
 			for _, x := range o.Lines {
 				l += " | " + x
 			}
@@ -66,15 +69,25 @@ const (
 var seedWant = &unitfiles.Set{
 	Batches: map[plan.Family]unitfiles.Batch{plan.V4: {Routes: []string{rt1000, rtDef}, Rules: []string{rule1}, Main: []string{mainDef}}},
 	Sysctls: []unitfiles.Sysctl{{Key: "net/ipv4/ip_forward", Value: "1"}},
-	NAT:     map[plan.Family][]byte{plan.V4: []byte("*nat\nCOMMIT\n")},
+	NAT:     map[plan.Family][]byte{plan.V4: []byte("*nat\n:NICPERSIST-POSTROUTING - [0:0]\nCOMMIT\n")},
 }
 
 // seedState is the state after a start of seedWant on a kernel with a DHCP
 // default of metric 0 and nothing else of ours.
 var seedState = State{
 	Version: StateVersion, SysctlsSaved: true, Sysctls: []unitfiles.Sysctl{{Key: "net/ipv4/ip_forward", Value: "0"}},
-	DefaultSaved: true, Default: "default via 10.1.0.254 dev eth1 proto dhcp", NAT4: true,
+	DefaultSaved: true, Default: "default via 10.1.0.254 dev eth1 proto dhcp", XT4: []string{natPost},
 	IP4: &FamilyState{Routes: []string{rt1000, rtDef}, Rules: []string{rule1}, Main: []string{mainDef}},
+}
+
+// xtAll declares every chain nicpersist may own.
+const xtAll = "*nat\n:NICPERSIST-POSTROUTING - [0:0]\n:NICPERSIST-PREROUTING - [0:0]\nCOMMIT\n" +
+	"*filter\n:NICPERSIST-FORWARD - [0:0]\nCOMMIT\n*mangle\n:NICPERSIST-PREROUTING - [0:0]\nCOMMIT\n"
+
+// seedWant2 is seedWant, a copy.
+func seedWant2() *unitfiles.Set {
+	s := *seedWant
+	return &s
 }
 
 var cleanKernel = fakeKernel{def4: "default via 10.1.0.254 dev eth1 proto dhcp", sysctls: map[string]string{"net/ipv4/ip_forward": "0"}}
@@ -98,7 +111,7 @@ func TestPlanStart(t *testing.T) {
 			want: seedWant, k: cleanKernel,
 			steps: []string{
 				"record", "sysctls 0 | net/ipv4/ip_forward=1",
-				"record", "nat-restore 4", "nat-jump 4",
+				"record", "nat-restore 4", "nat-jump 4 nat/NICPERSIST-POSTROUTING",
 				"record", // the displaced default
 				"record", "tables 4 | " + rt1000 + " | " + rtDef + " | " + rule1,
 				"record", "main 4 | " + mainDef,
@@ -110,7 +123,7 @@ func TestPlanStart(t *testing.T) {
 			want: seedWant, st: seedState, k: cleanKernel,
 			steps: []string{
 				"sysctls 0 | net/ipv4/ip_forward=1",
-				"nat-restore 4", "nat-jump 4",
+				"nat-restore 4", "nat-jump 4 nat/NICPERSIST-POSTROUTING",
 				"record", "tables 4 | " + rt1000 + " | " + rtDef + " | " + rule1,
 				"record", "main 4 | " + mainDef,
 			},
@@ -170,8 +183,47 @@ func TestPlanStart(t *testing.T) {
 		{
 			name:  "without NAT rules, a chain an earlier start made goes",
 			want:  &unitfiles.Set{},
-			st:    State{NAT4: true, NAT6: true},
-			steps: []string{"nat-remove 4", "record", "nat-remove 6", "record"},
+			st:    State{XT4: []string{natPost}, XT6: []string{natPost}},
+			steps: []string{"nat-remove 4 nat/NICPERSIST-POSTROUTING", "record", "nat-remove 6 nat/NICPERSIST-POSTROUTING", "record"},
+			final: State{},
+		},
+		{
+			name: "every chain the rules declare gets its jump",
+			want: &unitfiles.Set{NAT: map[plan.Family][]byte{plan.V4: []byte(xtAll)}},
+			steps: []string{"record", "nat-restore 4",
+				"nat-jump 4 nat/NICPERSIST-POSTROUTING", "nat-jump 4 nat/NICPERSIST-PREROUTING",
+				"nat-jump 4 filter/NICPERSIST-FORWARD", "nat-jump 4 mangle/NICPERSIST-PREROUTING"},
+			final: State{XT4: []string{"nat/NICPERSIST-POSTROUTING", "nat/NICPERSIST-PREROUTING", "filter/NICPERSIST-FORWARD", "mangle/NICPERSIST-PREROUTING"}},
+		},
+		{
+			name: "a reload whose rules lost the marks removes their chain after the restore",
+			want: seedWant2(),
+			st:   State{XT4: []string{"nat/NICPERSIST-POSTROUTING", "mangle/NICPERSIST-PREROUTING"}},
+			k:    cleanKernel,
+			steps: []string{"record", "sysctls 0 | net/ipv4/ip_forward=1",
+				"nat-restore 4", "nat-jump 4 nat/NICPERSIST-POSTROUTING",
+				"nat-remove 4 mangle/NICPERSIST-PREROUTING", "record",
+				"record", "record", "tables 4 | " + rt1000 + " | " + rtDef + " | " + rule1, "record", "main 4 | " + mainDef},
+			final: seedState,
+		},
+		{
+			name:  "nftables: the table is recorded before it is loaded",
+			want:  &unitfiles.Set{NFT: []byte("table inet nicpersist\n")},
+			steps: []string{"record", "nft-load 0"},
+			final: State{NFT: true},
+		},
+		{
+			name:  "a switch from iptables to nftables loads the table, then removes the chain",
+			want:  &unitfiles.Set{NFT: []byte("table inet nicpersist\n")},
+			st:    State{XT4: []string{natPost}},
+			steps: []string{"nat-remove 4 nat/NICPERSIST-POSTROUTING", "record", "record", "nft-load 0"},
+			final: State{NFT: true},
+		},
+		{
+			name:  "without an nftables file, a table an earlier start loaded goes",
+			want:  &unitfiles.Set{},
+			st:    State{NFT: true},
+			steps: []string{"nft-remove 0", "record"},
 			final: State{},
 		},
 		{
@@ -223,7 +275,7 @@ func TestPlanStop(t *testing.T) {
 				s.IP4.Rules = append(s.IP4.Rules, rule2)
 				s.IP4.RulesPre = []string{rule2}
 				s.IP6 = &FamilyState{Rules: []string{"rule add priority 1000 from 2001:db8:1::2/128 table 1000"}}
-				s.NAT6 = true
+				s.XT6 = []string{natPost}
 				return s
 			}(),
 			steps: []string{
@@ -231,7 +283,7 @@ func TestPlanStop(t *testing.T) {
 				"restore-default 4 | default via 10.1.0.254 dev eth1 proto dhcp",
 				"undo 4 | rule del priority 1000 from 10.1.0.2/32 table 1000 | route del default via 10.2.0.1 dev eth2 proto 241 | " +
 					"route replace 10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000 | route del default via 10.1.0.1 dev eth1 table 1000 proto 241",
-				"nat-remove 6", "nat-remove 4",
+				"nat-remove 6 nat/NICPERSIST-POSTROUTING", "nat-remove 4 nat/NICPERSIST-POSTROUTING",
 				"sysctls 0 | net/ipv4/ip_forward=0",
 			},
 		},
@@ -267,7 +319,7 @@ func TestStartThenStopUndoes(t *testing.T) {
 	want := []string{
 		"restore-default 4 | default via 10.1.0.254 dev eth1",
 		"undo 4 | route del default via 10.2.0.1 dev eth2 proto 241 | route replace 10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000 | route del default via 10.1.0.1 dev eth1 table 1000 proto 241",
-		"nat-remove 4",
+		"nat-remove 4 nat/NICPERSIST-POSTROUTING",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("stop after start:\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))

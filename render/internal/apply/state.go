@@ -14,8 +14,10 @@ import (
 )
 
 // StateVersion is the version of the state file this nicpersist writes,
-// and the newest it reads.
-const StateVersion = 1
+// and the newest it reads. Version 2 records each iptables chain and the
+// nftables table; version 1's NAT4 and NAT6 are read as its one chain.
+// An older nicpersist refuses version 2 rather than stop only half of it.
+const StateVersion = 2
 
 // stateFile is the one file of the state directory (the unit's
 // RuntimeDirectory, /run/nicpersist): what start applied and what it
@@ -34,11 +36,18 @@ type State struct {
 	// replaced.
 	DefaultSaved bool   `json:"default4_saved,omitempty"`
 	Default      string `json:"default4,omitempty"`
-	// NAT4 and NAT6: the chain and its jump may be in place.
-	NAT4 bool         `json:"nat4,omitempty"`
-	NAT6 bool         `json:"nat6,omitempty"`
-	IP4  *FamilyState `json:"ip4,omitempty"`
-	IP6  *FamilyState `json:"ip6,omitempty"`
+	// NAT4 and NAT6 are version 1's: NICPERSIST-POSTROUTING and its jump
+	// may be in place. loadState turns them into XT4 and XT6.
+	NAT4 bool `json:"nat4,omitempty"`
+	NAT6 bool `json:"nat6,omitempty"`
+	// XT4 and XT6: the iptables chains ("table/chain", unitfiles.XChain)
+	// that may be in place with their jumps.
+	XT4 []string `json:"xtables4,omitempty"`
+	XT6 []string `json:"xtables6,omitempty"`
+	// NFT: nftables table inet nicpersist may be in place.
+	NFT bool         `json:"nft,omitempty"`
+	IP4 *FamilyState `json:"ip4,omitempty"`
+	IP6 *FamilyState `json:"ip6,omitempty"`
 }
 
 // FamilyState is what start applied of one family, as batch lines. A
@@ -85,16 +94,32 @@ func (s *State) setFamily(f plan.Family, fs *FamilyState) {
 	}
 }
 
-func (s *State) nat(f plan.Family) *bool {
+// xt is the family's list of iptables chains that may be in place.
+func (s *State) xt(f plan.Family) *[]string {
 	if f == plan.V6 {
-		return &s.NAT6
+		return &s.XT6
 	}
-	return &s.NAT4
+	return &s.XT4
+}
+
+// natPost is the one chain of version 1 states: NAT in POSTROUTING.
+var natPost = unitfiles.XChains[0].Key()
+
+// upgrade reads version 1's NAT marks as its one chain.
+func (s *State) upgrade() {
+	for _, f := range unitfiles.Families {
+		if m := map[plan.Family]*bool{plan.V4: &s.NAT4, plan.V6: &s.NAT6}[f]; *m {
+			*m = false
+			if l := s.xt(f); !slices.Contains(*l, natPost) {
+				*l = append(*l, natPost)
+			}
+		}
+	}
 }
 
 // Empty says the unit has nothing applied.
 func (s State) Empty() bool {
-	return !s.SysctlsSaved && !s.DefaultSaved && !s.NAT4 && !s.NAT6 && s.IP4.empty() && s.IP6.empty()
+	return !s.SysctlsSaved && !s.DefaultSaved && !s.NAT4 && !s.NAT6 && len(s.XT4)+len(s.XT6) == 0 && !s.NFT && s.IP4.empty() && s.IP6.empty()
 }
 
 // clone copies a state deeply enough that the copy's families can be
@@ -102,6 +127,7 @@ func (s State) Empty() bool {
 func (s State) clone() State {
 	c := s
 	c.Sysctls = slices.Clone(s.Sysctls)
+	c.XT4, c.XT6 = slices.Clone(s.XT4), slices.Clone(s.XT6)
 	for _, p := range []**FamilyState{&c.IP4, &c.IP6} {
 		if *p != nil {
 			fs := **p
@@ -139,8 +165,9 @@ func loadState(dir string) (st State, legacy bool, err error) {
 			return st, false, fmt.Errorf("%s: %v; stop the unit's work by hand or remove the file", filepath.Join(dir, stateFile), err)
 		}
 		if st.Version > StateVersion || st.Version < 1 {
-			return st, false, fmt.Errorf("%s: state version %d; this nicpersist reads version %d: run the nicpersist that wrote it", filepath.Join(dir, stateFile), st.Version, StateVersion)
+			return st, false, fmt.Errorf("%s: state version %d; this nicpersist reads version %d and older: run the nicpersist that wrote it", filepath.Join(dir, stateFile), st.Version, StateVersion)
 		}
+		st.upgrade()
 		return st, false, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return st, false, err
@@ -221,7 +248,7 @@ func readLegacy(dir string) (State, bool, error) {
 		// Old state did not always mark NAT (apply.sh before the mark did
 		// not): a chain may be there whenever anything was started, and
 		// removing an absent one is harmless.
-		*st.nat(f) = true
+		*st.xt(f) = []string{natPost}
 	}
 	return st, true, errors.Join(errs...)
 }

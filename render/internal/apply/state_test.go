@@ -3,6 +3,7 @@ package apply
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestStateFile(t *testing.T) {
 		t.Errorf("saving an empty state left %v", ents)
 	}
 	for _, tc := range []struct{ text, err string }{
-		{`{"version": 2}`, "state version 2; this nicpersist reads version 1"},
+		{`{"version": 3}`, "state version 3; this nicpersist reads version 2 and older"},
 		{`{"version": 0}`, "state version 0"},
 		{`{"version": 1, `, "unexpected end of JSON input"},
 	} {
@@ -80,7 +81,7 @@ func TestLegacyStateConverted(t *testing.T) {
 		DefaultSaved: true, Default: "default via 10.1.0.254 dev eth1 proto dhcp",
 		// Old state did not always mark NAT: whatever was started may
 		// have a chain.
-		NAT4: true, NAT6: true,
+		XT4: []string{natPost}, XT6: []string{natPost},
 		IP4: &FamilyState{Routes: []string{rt1000, rtDef}, Rules: []string{rule1, rule2}, Main: []string{mainDef},
 			Pre: []PreRoute{{rt1000, "10.9.0.0/16 via 10.1.0.3 dev eth1 table 1000"}}, RulesPre: []string{rule2}},
 	}
@@ -139,5 +140,40 @@ func TestLegacyStateStops(t *testing.T) {
 	asBefore(t, before, "a Stop of the old script's state")
 	if files := stateFiles(t, state); len(files) != 0 {
 		t.Errorf("after Stop the state directory holds %v", files)
+	}
+}
+
+// TestStateVersion1 reads a state file of the nicpersist before version 2
+// (NAT as nat4/nat6 marks) as its one chain, so stop removes it.
+func TestStateVersion1(t *testing.T) {
+	dir := t.TempDir()
+	v1 := `{"version": 1, "nat4": true, "nat6": true, "ip4": {"rules": ["` + rule1 + `"]}}`
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := State{Version: 1, XT4: []string{natPost}, XT6: []string{natPost}, IP4: &FamilyState{Rules: []string{rule1}}}
+	if !stateEqual(st, want) {
+		t.Fatalf("version 1 state read as\n%s\nwant\n%s", stateJSON(st), stateJSON(want))
+	}
+	got := steps(planStop(State{Version: 1, NAT4: true}))
+	if !slices.Equal(got, []string{"nat-remove 4 nat/NICPERSIST-POSTROUTING"}) {
+		t.Errorf("stop of a version 1 state with nat4: %q", got)
+	}
+}
+
+func TestParseSave(t *testing.T) {
+	v := parseSave("# Generated\n*nat\n:POSTROUTING ACCEPT [0:0]\n:NICPERSIST-POSTROUTING - [0:0]\n:NICPERSIST-FORWARD - [0:0]\n" +
+		"-A POSTROUTING -j NICPERSIST-POSTROUTING\n-A POSTROUTING -j NICPERSIST-POSTROUTING\n-A POSTROUTING -s 10.0.0.0/8 -j NICPERSIST-POSTROUTING\n" +
+		"COMMIT\n*mangle\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\nCOMMIT\n")
+	if !v.chains["nat/NICPERSIST-POSTROUTING"] || v.chains["nat/NICPERSIST-FORWARD"] || !v.chains["mangle/NICPERSIST-PREROUTING"] || v.chains["nat/NICPERSIST-PREROUTING"] {
+		t.Errorf("chains %v", v.chains)
+	}
+	// A jump with a match of its own is the user's, not nicpersist's.
+	if v.jumps["nat/NICPERSIST-POSTROUTING"] != 2 || v.jumps["mangle/NICPERSIST-PREROUTING"] != 1 {
+		t.Errorf("jumps %v", v.jumps)
 	}
 }

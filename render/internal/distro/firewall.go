@@ -11,8 +11,9 @@ import (
 // Firewall returns the files the root's firewall reads so that it lets
 // through what the plan forwards, and warnings for what it would still drop.
 // Every target gets them: firewalld is not part of the network stack.
-func Firewall(p *plan.Plan, root sysroot.Facts, profile string) ([]File, []string, error) {
-	res, err := firewalld.Render(p, root.Firewalld, profile)
+// backend is the netfilter backend nicpersist's own rules go to.
+func Firewall(p *plan.Plan, root sysroot.Facts, backend, profile string) ([]File, []string, error) {
+	res, err := firewalld.Render(p, root.Firewalld, backend, profile)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,6 +35,9 @@ type Choice struct {
 	Target string
 	Stack  string // for RHEL: NetworkScripts or NetworkManager
 	Reason string
+	// Backend is the netfilter backend (plan.BackendNFTables or
+	// plan.BackendIPTables), from ChooseBackend.
+	Backend string
 }
 
 func (c Choice) String() string {
@@ -66,7 +69,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		}
 		owned(SysctlConf, conf.String())
 	}
-	uf, err := unitfiles.Render(p)
+	uf, err := unitfiles.Render(p, c.Backend)
 	if err != nil {
 		return nil, err
 	}

@@ -164,6 +164,16 @@ var (
 	any4  = plan.NAT{Family: plan.V4, Out: "eth1", Masquerade: true, Origin: "nat[2]"}
 )
 
+// seedPlanFwd is seedPlan with two port forwards on eth2.
+func seedPlanFwd(nat ...plan.NAT) *plan.Plan {
+	p := seedPlan(nat...)
+	p.Forwards = []plan.Forward{
+		{Family: plan.V4, In: "eth2", Proto: "tcp", PortLo: 2222, PortHi: 2222, To: netip.MustParseAddr("172.22.5.130"), ToPort: 22, Origin: "port_forward[0]"},
+		{Family: plan.V6, In: "eth2", Proto: "udp", PortLo: 5000, PortHi: 5010, To: netip.MustParseAddr("2001:db8:3::130"), Origin: "port_forward[1]"},
+	}
+	return p
+}
+
 func debianRoot() tree {
 	return tree{
 		wants:                    "-> /lib/systemd/system/firewalld.service",
@@ -177,14 +187,16 @@ func TestRender(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		root     tree
+		backend  string // nicpersist's netfilter backend; "" for nftables
 		plan     *plan.Plan
 		files    map[string][]string // path: substrings in order
 		warnings []string
 	}{
 		{
-			name: "default zone only: ANY to ANY, by source",
-			root: debianRoot(),
-			plan: seedPlan(masq4, snat6),
+			name:    "default zone only: ANY to ANY, by source; SNAT on iptables, which firewalld flushes",
+			root:    debianRoot(),
+			backend: plan.BackendIPTables,
+			plan:    seedPlan(masq4, snat6),
 			files: map[string][]string{PolicyDir + "/nicpersist.xml": {
 				HeaderPrefix + " from /p.toml; do not edit -->",
 				`<ingress-zone name="ANY"/>`, `<egress-zone name="ANY"/>`,
@@ -194,6 +206,35 @@ func TestRender(t *testing.T) {
 				"</policy>",
 			}},
 			warnings: []string{"nat[1]: firewalld flushes every iptables table"},
+		},
+		{
+			name:  "SNAT on nftables: no warning, firewalld leaves inet nicpersist alone",
+			root:  debianRoot(),
+			plan:  seedPlan(snat6),
+			files: map[string][]string{PolicyDir + "/nicpersist.xml": {`<source address="2001:db8:3::/64"/>`, `<accept/>`, "</rule>\n</policy>"}},
+		},
+		{
+			name: "port forwards: forward-port to the in_interface's address, egress ANY",
+			root: func() tree { r := debianRoot(); r[EtcZones+"/external.xml"] = zoneFile("eth2"); return r }(),
+			plan: seedPlanFwd(masq4),
+			files: map[string][]string{
+				PolicyDir + "/nicpersist.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="external"/>`, `<masquerade/>`},
+				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="external"/>`, `<egress-zone name="ANY"/>`,
+					`<!-- port_forward[0]: tcp 2222 to 172.22.5.100 on eth2 (zone external: /etc/firewalld/zones/external.xml puts it there) -->`,
+					"<rule family=\"ipv4\">\n    <destination address=\"172.22.5.100\"/>\n    <forward-port port=\"2222\" protocol=\"tcp\" to-port=\"22\" to-addr=\"172.22.5.130\"/>",
+					"<rule family=\"ipv6\">\n    <destination address=\"2001:db8:2::100\"/>\n    <forward-port port=\"5000-5010\" protocol=\"udp\" to-addr=\"2001:db8:3::130\"/>"},
+			},
+		},
+		{
+			name:    "marks on iptables",
+			root:    debianRoot(),
+			backend: plan.BackendIPTables,
+			plan: func() *plan.Plan {
+				p := seedPlan()
+				p.Marks = []plan.Mark{{Family: plan.V4, Origin: "mark[0]"}}
+				return p
+			}(),
+			warnings: []string{"mark[0]: firewalld flushes every iptables table"},
 		},
 		{
 			name: "explicit zones, two egress zones: two policies",
@@ -264,7 +305,11 @@ func TestRender(t *testing.T) {
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := Render(c.plan, Read(c.root), "/p.toml")
+			backend := c.backend
+			if backend == "" {
+				backend = plan.BackendNFTables
+			}
+			res, err := Render(c.plan, Read(c.root), backend, "/p.toml")
 			if err != nil {
 				t.Fatal(err)
 			}

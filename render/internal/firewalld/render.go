@@ -36,6 +36,11 @@ type ruleData struct {
 	Family     string // ipv4, ipv6
 	Source     string // "" for any
 	Masquerade bool
+	Forward    *forwardData // a port forward, in place of the accept
+}
+
+type forwardData struct {
+	Dest, Port, Proto, ToAddr, ToPort string
 }
 
 type policyData struct {
@@ -56,7 +61,7 @@ type policyData struct {
 // every profile interface. Rich rules match the source, so the policy lets
 // through what the profile NATs at firewalld's grain, a zone, not an
 // interface: from the source to every interface of the egress zone.
-func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
+func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 	var res Result
 	if !f.Enabled {
 		return res, nil
@@ -66,6 +71,20 @@ func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 	}
 	var pols []*policyData
 	byZones := map[[2]string]*policyData{}
+	policy := func(ingress, egress string) *policyData {
+		key := [2]string{ingress, egress}
+		pol := byZones[key]
+		if pol == nil {
+			pol = &policyData{Ingress: ingress, Egress: egress}
+			byZones[key] = pol
+			pols = append(pols, pol)
+		}
+		return pol
+	}
+	// nicpersist's own iptables chains do not survive firewalld: it flushes
+	// every iptables table when it starts and at each reload, whatever its
+	// own backend (firewalld 1.3 flushes all the backends it knows).
+	flushed := backend == plan.BackendIPTables
 	for _, n := range p.NAT {
 		if !forwarding(p, n.Family) {
 			continue // plan's own lint says NAT without forwarding does nothing
@@ -88,26 +107,57 @@ func Render(p *plan.Plan, f Facts, profile string) (Result, error) {
 				n.Origin, libPolicy, sourceText(n), n.Out, "ipv"+strconv.Itoa(int(n.Family)), sourceArg(n), n.Out))
 			continue
 		}
-		if !n.Masquerade {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, whatever its backend, nicpersist's SNAT to %s included, and has no SNAT to a fixed address of its own; use masquerade = true, which nicpersist's firewalld policy then does too, or run systemctl reload nicpersist after each firewalld reload", n.Origin, n.ToSource))
-		}
-		key := [2]string{ingress, egress}
-		pol := byZones[key]
-		if pol == nil {
-			pol = &policyData{Ingress: ingress, Egress: egress}
-			byZones[key] = pol
-			pols = append(pols, pol)
+		if !n.Masquerade && flushed {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, whatever its own backend, nicpersist's SNAT to %s included, and has no SNAT to a fixed address; set [netfilter] backend = \"nftables\" (firewalld leaves table inet nicpersist alone), or use masquerade = true, which nicpersist's firewalld policy then does too", n.Origin, n.ToSource))
 		}
 		from := sourceText(n)
 		if inWhy != "" {
 			from = fmt.Sprintf("%s on %s (zone %s: %s)", from, in, ingress, inWhy)
 		}
+		pol := policy(ingress, egress)
 		pol.Rules = append(pol.Rules, ruleData{
 			Comment:    comment(fmt.Sprintf("%s: %s, out of %s (zone %s: %s)", n.Origin, from, n.Out, egress, why)),
 			Family:     "ipv" + strconv.Itoa(int(n.Family)),
 			Source:     sourceAddr(n),
 			Masquerade: n.Masquerade,
 		})
+	}
+	for _, x := range p.Forwards {
+		if !forwarding(p, x.Family) || !f.Policies {
+			// Without policies, firewalld's FORWARD chain still accepts
+			// what nicpersist DNATs (ct status dnat).
+			continue
+		}
+		// firewalld DNATs a policy's forward-port only with egress ANY or a
+		// zone without interfaces; the destination, the in_interface's
+		// address, keeps it to that interface, as ANY would not.
+		ingress, why := f.ZoneOf(x.In)
+		if msg := f.zoneProblem(ingress); ingress != "ANY" && msg != "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld: %s is in zone %q (%s), but %s", x.Origin, x.In, ingress, why, msg))
+			continue
+		}
+		dest := addrOf(p, x.In, x.Family)
+		if !dest.IsValid() {
+			if flushed {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %s has no %s address in the profile for firewalld's forward-port to match, and firewalld flushes nicpersist's iptables port forward when it starts and reloads; give interface %s an address%s, or set [netfilter] backend = \"nftables\"", x.Origin, x.In, x.Family, x.In, x.Family.Suffix()))
+			}
+			continue
+		}
+		pol := policy(ingress, "ANY")
+		pol.Rules = append(pol.Rules, ruleData{
+			Comment: comment(fmt.Sprintf("%s: %s %s to %s on %s (zone %s: %s)", x.Origin, x.Proto, portText(x.PortLo, x.PortHi), dest, x.In, ingress, why)),
+			Family:  "ipv" + strconv.Itoa(int(x.Family)),
+			Forward: &forwardData{
+				Dest:   dest.String(),
+				Port:   portText(x.PortLo, x.PortHi),
+				Proto:  x.Proto,
+				ToAddr: x.To.String(),
+				ToPort: toPort(x.ToPort),
+			},
+		})
+	}
+	if flushed && len(p.Marks) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, nicpersist's marks included; set [netfilter] backend = \"nftables\" (firewalld leaves table inet nicpersist alone), or run systemctl reload nicpersist after each firewalld reload", p.Marks[0].Origin))
 	}
 	if len(pols) == 0 {
 		return res, nil
@@ -185,6 +235,34 @@ func ingressOf(p *plan.Plan, n plan.NAT) string {
 		}
 	}
 	return ""
+}
+
+// addrOf is the address of a profile interface in a family.
+func addrOf(p *plan.Plan, dev string, fam plan.Family) netip.Addr {
+	for _, l := range p.Interfaces {
+		if l.Name != dev {
+			continue
+		}
+		if fam == plan.V6 {
+			return l.Addr6.Addr()
+		}
+		return l.Addr4.Addr()
+	}
+	return netip.Addr{}
+}
+
+func portText(lo, hi uint16) string {
+	if hi > lo {
+		return strconv.Itoa(int(lo)) + "-" + strconv.Itoa(int(hi))
+	}
+	return strconv.Itoa(int(lo))
+}
+
+func toPort(p uint16) string {
+	if p == 0 {
+		return ""
+	}
+	return strconv.Itoa(int(p))
 }
 
 func sourceAddr(n plan.NAT) string {

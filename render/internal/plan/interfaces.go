@@ -19,6 +19,7 @@ type iface struct {
 	def      bool
 	table    uint32
 	tableSet bool
+	ctl      map[string]ifCtl // [interface.sysctl] key -> value
 }
 
 func (i *iface) has(f Family) bool { return i.addr[f].IsValid() }
@@ -27,6 +28,7 @@ func (b *builder) interfaces(pr *profile.Profile) {
 	for i, in := range pr.Interfaces {
 		p := fmt.Sprintf("interface[%d]", i)
 		it := &iface{path: p}
+		b.ifSysctl(p, it, in.Sysctl)
 		name, ok := b.c.str(p+".name", in.Name)
 		if !in.Name.Set {
 			b.c.p.Errorf(p+".name", "is missing; every [[interface]] needs name = \"<ifname>\"")

@@ -11,6 +11,41 @@ func (b *builder) lint() {
 	b.lintSSH()
 	b.lintRPFilter()
 	b.lintForwarding()
+	b.lintIfSysctls()
+	b.lintMarks()
+}
+
+// lintIfSysctls: the kernel uses the larger of conf.all.rp_filter and the
+// interface's, so 0 on one interface is off only when all is 0 too.
+func (b *builder) lintIfSysctls() {
+	for _, it := range b.ifaces {
+		if c, ok := it.ctl["rp_filter"]; ok && c.value == "0" && b.rpf != "off" {
+			b.c.p.Warnf(c.origin, "0 turns reverse-path filtering off on %s only when net.ipv4.conf.all.rp_filter is 0 as well (the kernel uses the larger value); set sysctl.rp_filter = \"off\", or 2 (loose) here", it.name)
+		}
+	}
+}
+
+// lintMarks: a mark that no rule selects routes nothing.
+func (b *builder) lintMarks() {
+	for _, m := range b.p.Marks {
+		used := false
+		for _, r := range b.p.Rules {
+			if r.FWMark == "" || r.Family != m.Family {
+				continue
+			}
+			v, mask, _ := strings.Cut(r.FWMark, "/")
+			rv, _ := strconv.ParseUint(v, 0, 32)
+			rm := uint64(0xffffffff)
+			if mask != "" {
+				rm, _ = strconv.ParseUint(mask, 0, 32)
+			}
+			// The packet's mark after ours, under the rule's mask.
+			used = used || uint32(rm)&m.Mask == uint32(rm) && m.Mark&uint32(rm) == uint32(rv)
+		}
+		if !used {
+			b.c.p.Warnf(m.Origin+".fwmark", "no %s [[rule]] selects fwmark 0x%x/0x%x, so the mark changes no route; add a [[rule]] with fwmark = \"0x%x/0x%x\" and a table", m.Family, m.Mark, m.Mask, m.Mark, m.Mask)
+		}
+	}
 }
 
 // lintSSH: once the main default route leaves through one interface, replies

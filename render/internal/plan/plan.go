@@ -80,6 +80,73 @@ type Plan struct {
 	NAT        []NAT
 	Sysctls    []Sysctl
 	Interfaces []Link
+	Netfilter  Netfilter
+	Forwards   []Forward
+	Marks      []Mark
+}
+
+// Backends of [netfilter] backend.
+const (
+	BackendAuto     = "auto"
+	BackendNFTables = "nftables"
+	BackendIPTables = "iptables"
+)
+
+// Netfilter is how the packet-filter parts are loaded.
+type Netfilter struct {
+	Backend       string // BackendAuto unless the profile chose
+	ForwardAccept bool
+}
+
+// Forward is one port forward: packets of Proto to ports [PortLo, PortHi]
+// arriving on In go to To (and ToPort, when not 0).
+type Forward struct {
+	Family         Family
+	In             string
+	Proto          string // "tcp" or "udp"
+	PortLo, PortHi uint16
+	To             netip.Addr
+	ToPort         uint16
+	Origin         string
+}
+
+// Mark sets Mark (under Mask) on packets arriving that match every
+// selector given.
+type Mark struct {
+	Family         Family
+	In             string // "" = any
+	Proto          string // "" = any
+	PortLo, PortHi uint16 // 0 = any
+	Source         netip.Prefix
+	Mark, Mask     uint32
+	Origin         string
+}
+
+// NeedsNetfilter says the plan has something for iptables or nft to load.
+func (p *Plan) NeedsNetfilter() bool {
+	return len(p.NAT)+len(p.Forwards)+len(p.Marks) > 0
+}
+
+// ForwardsOf returns the port forwards of one family.
+func (p *Plan) ForwardsOf(f Family) []Forward {
+	var out []Forward
+	for _, x := range p.Forwards {
+		if x.Family == f {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// MarksOf returns the marks of one family.
+func (p *Plan) MarksOf(f Family) []Mark {
+	var out []Mark
+	for _, x := range p.Marks {
+		if x.Family == f {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // Link is a profile interface as the apply script waits for it.

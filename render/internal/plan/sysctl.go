@@ -34,9 +34,6 @@ func (b *builder) sysctls() {
 	if b.fwd6 != nil {
 		add("net.ipv6.conf.all.forwarding", boolDigit(*b.fwd6), "sysctl.ipv6_forwarding")
 	}
-	if b.rpf == "" {
-		return
-	}
 	v := map[string]string{"off": "0", "strict": "1", "loose": "2"}[b.rpf]
 	if b.rpf == "off" {
 		// The effective value is max(all, interface): off needs both.
@@ -46,7 +43,15 @@ func (b *builder) sysctls() {
 		if it.name == "" {
 			continue
 		}
-		add(confKey(it.name, "rp_filter"), v, "sysctl.rp_filter")
+		// An interface's own rp_filter is the one its key gets.
+		if _, own := it.ctl["rp_filter"]; b.rpf != "" && !own {
+			add(confKey(it.name, "rp_filter"), v, "sysctl.rp_filter")
+		}
+		for _, k := range ifSysctls {
+			if c, ok := it.ctl[k.key]; ok {
+				add(confKey(it.name, k.key), c.value, c.origin)
+			}
+		}
 	}
 }
 

@@ -68,8 +68,33 @@ func indexPositions(src string) positions {
 				depth = b
 			}
 		}
+		if strings.HasPrefix(val, "{") {
+			inlineKeys(pos, key, val[1:], line)
+		}
 	}
 	return pos
+}
+
+// inlineKeys places the keys of a one-line inline table ({ a = 1, b = 2 },
+// as an [interface] sysctl table is written) on its line; nested tables
+// keep their parent's line.
+func inlineKeys(pos positions, parent, s string, line int) {
+	for s != "" {
+		eq := keyEnd(s)
+		if eq < 0 {
+			return
+		}
+		k := strings.TrimSpace(s[:eq])
+		if k == "" || strings.ContainsAny(k, "{}[],") {
+			return
+		}
+		setFirst(pos, parent+"."+normalizeKey(k), line)
+		next := indexOutsideQuotes(s[eq+1:], ',')
+		if next < 0 || strings.ContainsAny(s[eq+1:eq+1+next], "{[") {
+			return
+		}
+		s = s[eq+1+next+1:]
+	}
 }
 
 func setFirst(p positions, key string, line int) {

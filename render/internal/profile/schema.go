@@ -11,6 +11,9 @@ type Profile struct {
 	Sysctl     Sysctl      `toml:"sysctl"`
 	Interfaces []Interface `toml:"interface"`
 	NAT        []NAT       `toml:"nat"`
+	Netfilter  Netfilter   `toml:"netfilter"`
+	Forwards   []Forward   `toml:"port_forward"`
+	Marks      []Mark      `toml:"mark"`
 	Tables     []Table     `toml:"table"`
 	Routes     []Route     `toml:"route"`
 	Rules      []Rule      `toml:"rule"`
@@ -39,6 +42,45 @@ type Interface struct {
 	ReplyViaSelf Opt[bool]   `toml:"reply_via_self"`
 	DefaultRoute Opt[bool]   `toml:"default_route"`
 	Table        Opt[int64]  `toml:"table"`
+	Sysctl       IfSysctl    `toml:"sysctl"`
+}
+
+// IfSysctl is the per-interface net.ipv4.conf.<if>.* keys that rc.local
+// recipes for multi-NIC hosts set beside their routes.
+type IfSysctl struct {
+	ArpAnnounce     Opt[int64] `toml:"arp_announce"`
+	ArpIgnore       Opt[int64] `toml:"arp_ignore"`
+	ArpFilter       Opt[int64] `toml:"arp_filter"`
+	ProxyARP        Opt[int64] `toml:"proxy_arp"`
+	AcceptLocal     Opt[int64] `toml:"accept_local"`
+	RPFilter        Opt[int64] `toml:"rp_filter"`
+	SendRedirects   Opt[int64] `toml:"send_redirects"`
+	AcceptRedirects Opt[int64] `toml:"accept_redirects"`
+	RouteLocalnet   Opt[int64] `toml:"route_localnet"`
+}
+
+// Netfilter says how NAT, port forwards, marks and forward accepts are
+// loaded.
+type Netfilter struct {
+	Backend       Opt[string] `toml:"backend"`
+	ForwardAccept Opt[bool]   `toml:"forward_accept"`
+}
+
+// Forward is one port forward (DNAT) arriving on an interface.
+type Forward struct {
+	InInterface Opt[string] `toml:"in_interface"`
+	Protocol    Opt[string] `toml:"protocol"`
+	Port        Scalar      `toml:"port"`
+	To          Opt[string] `toml:"to"`
+}
+
+// Mark sets a firewall mark on packets arriving, for [[rule]] fwmark.
+type Mark struct {
+	InInterface Opt[string] `toml:"in_interface"`
+	Protocol    Opt[string] `toml:"protocol"`
+	Port        Scalar      `toml:"port"`
+	Source      Opt[string] `toml:"source"`
+	FWMark      Scalar      `toml:"fwmark"`
 }
 
 // NAT is one source-NAT rule on an outgoing interface.

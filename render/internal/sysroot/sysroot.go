@@ -63,6 +63,21 @@ type Facts struct {
 	System plan.System
 	// Firewalld is the root's firewalld: enabled or not, its zones.
 	Firewalld firewalld.Facts
+	// Netfilter is what the root has and uses for packet filtering.
+	Netfilter Netfilter
+}
+
+// Netfilter is what decides nicpersist's netfilter backend, and what may
+// drop the traffic a profile forwards.
+type Netfilter struct {
+	NFT            bool   // the nft command is installed
+	IPTables       bool   // the iptables command is installed
+	IPTablesLegacy bool   // iptables is iptables-legacy (the alternative in use, or the only one)
+	Firewalld      bool   // firewalld.service is enabled
+	NFTablesUnit   bool   // nftables.service is enabled
+	Docker         bool   // Docker is installed: it sets the FORWARD policy to DROP
+	UFWDrop        bool   // ufw is enabled with DEFAULT_FORWARD_POLICY="DROP"
+	ForwardDrop    string // a saved iptables ruleset with :FORWARD DROP; "" if none
 }
 
 // VersionMajor is the major number of os-release's VERSION_ID, 0 when there
@@ -88,7 +103,11 @@ func Read(t Tree) Facts {
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
 		Firewalld:      firewalld.Read(t),
+		Netfilter:      readNetfilter(t),
 	}
+	// One answer to "is firewalld enabled", firewalld's: it also knows
+	// masking and first-boot presets.
+	f.Netfilter.Firewalld = f.Firewalld.Enabled
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
 			f.System.ParseRTTables(string(b), "/"+p)
@@ -183,4 +202,64 @@ func osRelease(t Tree) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// sbin returns whether a command is installed in sbin or bin, merged /usr
+// or not.
+func sbin(t Tree, cmd string) bool {
+	for _, d := range []string{"usr/sbin/", "sbin/", "usr/bin/", "bin/"} {
+		if t.Exists(d + cmd) {
+			return true
+		}
+	}
+	return false
+}
+
+// enabled says a unit is enabled in one of the targets units are
+// usually wanted by.
+func enabled(t Tree, unit string) bool {
+	for _, tgt := range []string{"multi-user", "sysinit", "network-pre", "basic"} {
+		if t.Exists("etc/systemd/system/" + tgt + ".target.wants/" + unit) {
+			return true
+		}
+	}
+	return false
+}
+
+func readNetfilter(t Tree) Netfilter {
+	n := Netfilter{
+		NFT:          sbin(t, "nft"),
+		IPTables:     sbin(t, "iptables"),
+		Firewalld:    enabled(t, "firewalld.service"),
+		NFTablesUnit: enabled(t, "nftables.service"),
+		Docker:       sbin(t, "dockerd") || enabled(t, "docker.service"),
+	}
+	// Debian picks iptables' backend by alternative; RHEL 7 has only legacy.
+	if rl, ok := t.(interface{ Readlink(string) (string, error) }); ok {
+		if l, err := rl.Readlink("etc/alternatives/iptables"); err == nil {
+			n.IPTablesLegacy = strings.Contains(l, "legacy")
+		}
+	}
+	if n.IPTables && !n.IPTablesLegacy && sbin(t, "iptables-legacy") && !sbin(t, "iptables-nft") && !sbin(t, "xtables-nft-multi") {
+		n.IPTablesLegacy = true
+	}
+	if b, err := t.ReadFile("etc/ufw/ufw.conf"); err == nil && strings.Contains(string(b), "ENABLED=yes") {
+		if d, err := t.ReadFile("etc/default/ufw"); err == nil {
+			for _, l := range strings.Split(string(d), "\n") {
+				if strings.TrimSpace(l) == `DEFAULT_FORWARD_POLICY="DROP"` {
+					n.UFWDrop = true
+				}
+			}
+		}
+	}
+	for _, p := range []string{"etc/iptables/rules.v4", "etc/sysconfig/iptables"} {
+		if b, err := t.ReadFile(p); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(strings.TrimSpace(l), ":FORWARD DROP") {
+					n.ForwardDrop = "/" + p
+				}
+			}
+		}
+	}
+	return n
 }

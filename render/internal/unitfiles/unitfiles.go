@@ -23,10 +23,16 @@ import (
 	"github.com/nicpersist/nicpersist/templates"
 )
 
-// Format is the number of the formats this nicpersist writes, and the
-// newest it reads. A file without a format line is format 1: nicpersist
-// wrote no number before.
-const Format = 1
+// Format is the newest format this nicpersist writes and reads. A file
+// without a format line is format 1: nicpersist wrote no number before.
+// Files whose format did not change keep number 1, so an older nicpersist
+// still reads what it can apply whole: format 2 is an iptables.rules with
+// more than SNAT (older binaries jump only to NICPERSIST-POSTROUTING), and
+// nftables.nft.
+const Format = 2
+
+// format1 is the number of the files older nicpersists read correctly.
+const format1 = 1
 
 // NATChain is the iptables chain nicpersist owns in the nat table.
 const NATChain = "NICPERSIST-POSTROUTING"
@@ -75,6 +81,7 @@ type Set struct {
 	Links   []Link
 	Sysctls []Sysctl
 	NAT     map[plan.Family][]byte // iptables-restore --noflush input
+	NFT     []byte                 // nft -f input; nil when not rendered
 }
 
 // File is one rendered file, without the generated header the caller adds.
@@ -84,7 +91,12 @@ type File struct {
 }
 
 // Render returns the files for a plan, those with nothing to say left out.
-func Render(p *plan.Plan) ([]File, error) {
+// backend is plan.BackendNFTables or plan.BackendIPTables, as chosen for the
+// root.
+func Render(p *plan.Plan, backend string) ([]File, error) {
+	if backend == "" {
+		backend = plan.BackendIPTables // what nicpersist rendered before it had a choice
+	}
 	t, err := templates.Parse()
 	if err != nil {
 		return nil, err
@@ -98,13 +110,38 @@ func Render(p *plan.Plan) ([]File, error) {
 		out = append(out, File{name, b.Bytes()})
 		return nil
 	}
-	for _, f := range Families {
-		if n := p.NATOf(f); len(n) > 0 {
-			var rules []string
-			for _, r := range n {
-				rules = append(rules, NATRule(r))
+	if backend == plan.BackendNFTables {
+		if c := nftChains(p); len(c) > 0 {
+			if err := exec(NFTName, "nftables.nft.tmpl", map[string]any{"Format": Format, "Table": NFTTable, "Chains": c}); err != nil {
+				return nil, err
 			}
-			if err := exec(NATName(f), "iptables.rules.tmpl", map[string]any{"Format": Format, "Chain": NATChain, "Rules": rules}); err != nil {
+		}
+	}
+	for _, f := range Families {
+		if rules, more := xtablesRules(p, f); backend == plan.BackendIPTables && len(rules) > 0 {
+			type table struct {
+				Name          string
+				Chains, Rules []string
+			}
+			var tables []table
+			for _, c := range XChains {
+				if len(rules[c]) == 0 {
+					continue
+				}
+				if len(tables) == 0 || tables[len(tables)-1].Name != c.Table {
+					tables = append(tables, table{Name: c.Table})
+				}
+				t := &tables[len(tables)-1]
+				t.Chains = append(t.Chains, c.Name)
+				for _, r := range rules[c] {
+					t.Rules = append(t.Rules, r.Text)
+				}
+			}
+			format := format1
+			if more {
+				format = Format
+			}
+			if err := exec(NATName(f), "iptables.rules.tmpl", map[string]any{"Format": format, "Tables": tables}); err != nil {
 				return nil, err
 			}
 		}
@@ -122,7 +159,7 @@ func Render(p *plan.Plan) ([]File, error) {
 		if b.Empty() {
 			continue
 		}
-		if err := exec(BatchName(f), "ip.batch.tmpl", map[string]any{"Format": Format, "Proto": plan.Proto,
+		if err := exec(BatchName(f), "ip.batch.tmpl", map[string]any{"Format": format1, "Proto": plan.Proto,
 			"Routes": b.Routes, "Rules": b.Rules, "Main": b.Main}); err != nil {
 			return nil, err
 		}
@@ -139,7 +176,7 @@ func Render(p *plan.Plan) ([]File, error) {
 		}
 	}
 	if len(links) > 0 {
-		if err := exec(Links, "links.tmpl", map[string]any{"Format": Format, "Links": links}); err != nil {
+		if err := exec(Links, "links.tmpl", map[string]any{"Format": format1, "Links": links}); err != nil {
 			return nil, err
 		}
 	}
@@ -148,7 +185,7 @@ func Render(p *plan.Plan) ([]File, error) {
 		for _, x := range p.Sysctls {
 			s = append(s, Sysctl{x.ProcPath(), x.Value})
 		}
-		if err := exec(Sysctls, "sysctl.list.tmpl", map[string]any{"Format": Format, "Sysctls": s}); err != nil {
+		if err := exec(Sysctls, "sysctl.list.tmpl", map[string]any{"Format": format1, "Sysctls": s}); err != nil {
 			return nil, err
 		}
 	}
@@ -194,6 +231,11 @@ func Read(dir string) (*Set, error) {
 			errs = append(errs, err)
 			s.NAT[f] = b
 		}
+	}
+	if b := read(NFTName); b != nil {
+		_, err := lines(filepath.Join(dir, NFTName), b)
+		errs = append(errs, err)
+		s.NFT = b
 	}
 	if b := read(Links); b != nil {
 		var err error

@@ -25,7 +25,7 @@ func TestRenderParsesBack(t *testing.T) {
 		if p == nil || l.HasErrors() {
 			t.Fatalf("%s: %v", path, l.Items)
 		}
-		files, err := Render(p)
+		files, err := Render(p, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,8 @@ func TestFormatLine(t *testing.T) {
 	for _, tc := range []struct{ text, err string }{
 		{"# Generated\n#@ format 1\neth1 -\n", ""},
 		{"eth1 -\n", ""}, // rendered before files had a format line
-		{"# Generated\n#@ format 2\neth1 -\n", "links:2: format 2 is from a newer nicpersist; this one reads format 1 and older"},
+		{"# Generated\n#@ format 2\neth1 -\n", ""},
+		{"# Generated\n#@ format 3\neth1 -\n", "links:2: format 3 is from a newer nicpersist; this one reads format 2 and older"},
 		{"#@ format x\n", `links:1: "#@ format x" is not a format line`},
 		{"#@ format 0\n", "is not a format line"},
 		{"#@ format 1 2\n", "is not a format line"},
