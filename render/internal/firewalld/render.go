@@ -66,6 +66,9 @@ func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 	if !f.Enabled {
 		return res, nil
 	}
+	if !p.NeedsNetfilter() {
+		return res, nil // nothing forwarded: firewalld's configuration is none of nicpersist's business
+	}
 	for _, pr := range f.Problems {
 		res.Warnings = append(res.Warnings, "firewalld: "+pr)
 	}
