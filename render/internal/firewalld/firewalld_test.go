@@ -279,6 +279,13 @@ func TestRender(t *testing.T) {
 			warnings: []string{`nat[0]: firewalld in the root predates policies (0.9; /usr/lib/firewalld/policies is missing), and its FORWARD chain rejects what the profile forwards from 172.22.5.128/26 out of eth2; upgrade firewalld, or add to /etc/firewalld/direct.xml <rule ipv="ipv4" table="filter" chain="FORWARD" priority="0">-s 172.22.5.128/26 -o eth2 -j ACCEPT</rule>`},
 		},
 		{
+			name:     "firewalld before 0.9, iptables backend (CentOS 7)",
+			root:     func() tree { r := debianRoot(); delete(r, libPolicy+"/allow-host-ipv6.xml"); return r }(),
+			backend:  plan.BackendIPTables,
+			plan:     seedPlan(masq4),
+			warnings: []string{`-j ACCEPT</rule>; and as firewalld flushes every iptables table when it starts and reloads, nicpersist's NAT chain included, run systemctl reload nicpersist after each firewall-cmd --reload`},
+		},
+		{
 			name:     "zone without a file",
 			root:     func() tree { r := debianRoot(); r[scriptsDir+"/ifcfg-eth2"] = "ZONE=nosuch\n"; return r }(),
 			plan:     seedPlan(masq4),

@@ -106,8 +106,12 @@ func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 			}
 		}
 		if !f.Policies {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld in the root predates policies (0.9; /%s is missing), and its FORWARD chain rejects what the profile forwards from %s out of %s; upgrade firewalld, or add to /etc/firewalld/direct.xml <rule ipv=%q table=\"filter\" chain=\"FORWARD\" priority=\"0\">%s-o %s -j ACCEPT</rule>",
-				n.Origin, libPolicy, sourceText(n), n.Out, "ipv"+strconv.Itoa(int(n.Family)), sourceArg(n), n.Out))
+			also := ""
+			if flushed {
+				also = "; and as firewalld flushes every iptables table when it starts and reloads, nicpersist's NAT chain included, run systemctl reload nicpersist after each firewall-cmd --reload"
+			}
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld in the root predates policies (0.9; /%s is missing), and its FORWARD chain rejects what the profile forwards from %s out of %s; upgrade firewalld, or add to /etc/firewalld/direct.xml <rule ipv=%q table=\"filter\" chain=\"FORWARD\" priority=\"0\">%s-o %s -j ACCEPT</rule>%s",
+				n.Origin, libPolicy, sourceText(n), n.Out, "ipv"+strconv.Itoa(int(n.Family)), sourceArg(n), n.Out, also))
 			continue
 		}
 		if !n.Masquerade && flushed {
