@@ -31,7 +31,8 @@ func checkFirewalld(t testing.TB, root string) error {
 // TestFirewalldChecker renders the firewalld golden case (a NAT policy from
 // zone internal, a port forward's from ANY), and the same with a NAT out of
 // eth1 from any source (an accept without source, beside the forward-port),
-// and has firewalld's checker accept them; a policy naming a zone that does not exist must be
+// and on nicpersist's iptables backend (the policy masquerades too), and
+// has firewalld's checker accept them; a policy naming a zone that does not exist must be
 // refused, or the checker proves nothing.
 func TestFirewalldChecker(t *testing.T) {
 	base, err := os.ReadFile(filepath.Join(testdataDir, "firewalld", "profile.toml"))
@@ -39,7 +40,9 @@ func TestFirewalldChecker(t *testing.T) {
 		t.Fatal(err)
 	}
 	extra := "\n[[nat]]\nout_interface = \"eth1\"\nmasquerade = true\n"
-	for name, src := range map[string]string{"golden": string(base), "any-source": string(base) + extra} {
+	// On nicpersist's iptables backend the policy masquerades as well.
+	iptables := strings.Replace(string(base), "[sysctl]", "[netfilter]\nbackend = \"iptables\"\n\n[sysctl]", 1)
+	for name, src := range map[string]string{"golden": string(base), "any-source": string(base) + extra, "iptables": iptables} {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
 			copyTree(t, filepath.Join(testdataDir, "firewalld", "root"), root)
@@ -56,6 +59,11 @@ func TestFirewalldChecker(t *testing.T) {
 			}
 			if err := checkFirewalld(t, root); err != nil {
 				t.Fatal(err)
+			}
+			if name == "iptables" {
+				if b, _ := os.ReadFile(filepath.Join(root, firewalld.PolicyDir, "nicpersist.xml")); !strings.Contains(string(b), "<masquerade/>") {
+					t.Fatalf("the iptables backend's policy does not masquerade:\n%s", b)
+				}
 			}
 			first := filepath.Join(root, firewalld.PolicyDir, firewalld.PolicyName(0)+".xml")
 			b, err := os.ReadFile(first)

@@ -218,7 +218,7 @@ func TestRender(t *testing.T) {
 			root: func() tree { r := debianRoot(); r[EtcZones+"/external.xml"] = zoneFile("eth2"); return r }(),
 			plan: seedPlanFwd(masq4),
 			files: map[string][]string{
-				PolicyDir + "/nicpersist.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="external"/>`, `<masquerade/>`},
+				PolicyDir + "/nicpersist.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="external"/>`, "<accept/>\n  </rule>\n</policy>"},
 				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="external"/>`, `<egress-zone name="ANY"/>`,
 					`<!-- port_forward[0]: tcp 2222 to 172.22.5.100 on eth2 (zone external: /etc/firewalld/zones/external.xml puts it there) -->`,
 					"<rule family=\"ipv4\">\n    <destination address=\"172.22.5.100\"/>\n    <forward-port port=\"2222\" protocol=\"tcp\" to-port=\"22\" to-addr=\"172.22.5.130\"/>",
@@ -246,12 +246,12 @@ func TestRender(t *testing.T) {
 			}(),
 			plan: seedPlan(masq4, any4),
 			files: map[string][]string{
-				PolicyDir + "/nicpersist.xml":   {`<ingress-zone name="internal"/>`, `<egress-zone name="external"/>`, `(zone internal: /etc/firewalld/zones/internal.xml puts it there)`, `<source address="172.22.5.128/26"/>`},
-				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="ANY"/>`, `nat[2]: any source, out of eth1`, "<rule family=\"ipv4\">\n    <accept/>", "<rule family=\"ipv4\">\n    <masquerade/>"},
+				PolicyDir + "/nicpersist.xml":   {`<ingress-zone name="internal"/>`, `<egress-zone name="external"/>`, `(zone internal: /etc/firewalld/zones/internal.xml puts it there)`, `<source address="172.22.5.128/26"/>`, "<accept/>\n  </rule>\n</policy>"},
+				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="ANY"/>`, `nat[2]: any source, out of eth1`, "<rule family=\"ipv4\">\n    <accept/>\n  </rule>\n</policy>"},
 			},
 		},
 		{
-			name: "iptables backend: ingress ANY, as it refuses masquerade from a zone with interfaces",
+			name: "firewalld's iptables backend: ingress ANY, as it refuses masquerade from a zone with interfaces; nicpersist's: the policy masquerades",
 			root: func() tree {
 				r := debianRoot()
 				r[Conf] = "FirewallBackend=iptables\n"
@@ -259,8 +259,9 @@ func TestRender(t *testing.T) {
 				r[EtcZones+"/external.xml"] = zoneFile("eth2")
 				return r
 			}(),
-			plan:  seedPlan(masq4),
-			files: map[string][]string{PolicyDir + "/nicpersist.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="external"/>`}},
+			backend: plan.BackendIPTables,
+			plan:    seedPlan(masq4),
+			files:   map[string][]string{PolicyDir + "/nicpersist.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="external"/>`, `<masquerade/>`}},
 		},
 		{
 			name: "not enabled",

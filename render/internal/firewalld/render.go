@@ -115,7 +115,7 @@ func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 			continue
 		}
 		if !n.Masquerade && flushed {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, whatever its own backend, nicpersist's SNAT to %s included, and has no SNAT to a fixed address; set [netfilter] backend = \"nftables\" (firewalld leaves table inet nicpersist alone), or use masquerade = true, which nicpersist's firewalld policy then does too", n.Origin, n.ToSource))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld flushes every iptables table when it starts and at each firewall-cmd --reload, whatever its own backend, nicpersist's SNAT to %s included, and has no SNAT to a fixed address; set [netfilter] backend = \"nftables\" (firewalld leaves table inet nicpersist alone), or use masquerade = true, which nicpersist's firewalld policy then does as well", n.Origin, n.ToSource))
 		}
 		from := sourceText(n)
 		if inWhy != "" {
@@ -123,10 +123,13 @@ func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 		}
 		pol := policy(ingress, egress)
 		pol.Rules = append(pol.Rules, ruleData{
-			Comment:    comment(fmt.Sprintf("%s: %s, out of %s (zone %s: %s)", n.Origin, from, n.Out, egress, why)),
-			Family:     "ipv" + strconv.Itoa(int(n.Family)),
-			Source:     sourceAddr(n),
-			Masquerade: n.Masquerade,
+			Comment: comment(fmt.Sprintf("%s: %s, out of %s (zone %s: %s)", n.Origin, from, n.Out, egress, why)),
+			Family:  "ipv" + strconv.Itoa(int(n.Family)),
+			Source:  sourceAddr(n),
+			// Only where nicpersist's own masquerade does not survive
+			// firewalld: the policy's, with egress ANY, would also NAT the
+			// source's traffic out of other interfaces.
+			Masquerade: n.Masquerade && flushed,
 		})
 	}
 	for _, x := range p.Forwards {
