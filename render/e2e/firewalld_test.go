@@ -26,7 +26,7 @@ const (
 // zone), and the e2e profile rendered into it. passwd and group come from
 // the host, as the container's dbus-daemon runs as messagebus, and so do
 // protocols and services, by which firewalld checks its service files.
-func firewalldRoot(t *testing.T) string {
+func firewalldRoot(t *testing.T, profile string) string {
 	t.Helper()
 	root := t.TempDir()
 	for _, d := range []string{"etc/systemd/system/multi-user.target.wants", "etc/firewalld/zones", "etc/firewalld/policies"} {
@@ -51,7 +51,7 @@ func firewalldRoot(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	args := []string{"render", "--root", root, "--profile", firewalldProfile, "--target", "systemd"}
+	args := []string{"render", "--root", root, "--profile", profile, "--target", "systemd"}
 	var out, errb bytes.Buffer
 	if code := cli.Main(args, &out, &errb); code != 0 {
 		t.Fatalf("nicpersist %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
@@ -74,23 +74,12 @@ func TestFirewalldBoot(t *testing.T) {
 	need(t, "systemd-nspawn", "nsenter", "firewalld", "firewall-cmd")
 	t.Parallel()
 	began := time.Now()
-	root := firewalldRoot(t)
+	root := firewalldRoot(t, firewalldProfile)
 	tp := newTopology(t, topoOpts{})
 	serve(t, tp.cl, ":"+fwdPort)
 	c := bootContainer(t, tp.vm, root)
+	c.waitActive(t, began)
 
-	for _, u := range []string{"firewalld.service", "nicpersist.service"} {
-		st := c.waitFor(t, u, 90*time.Second, func(p map[string]string) bool {
-			return p["ActiveState"] == "active" || p["ActiveState"] == "failed"
-		})
-		if st["ActiveState"] != "active" {
-			t.Fatalf("%s is %s/%s, want active\n%s", u, st["ActiveState"], st["SubState"], c.statusOf(t, u))
-		}
-	}
-	t.Logf("firewalld and nicpersist active %v after the start", time.Since(began).Round(time.Millisecond))
-	if st := strings.TrimSpace(c.firewallCmd(t, "--state")); st != "running" {
-		t.Fatalf("firewall-cmd --state: %q, want running", st)
-	}
 	// firewalld's own check of its running configuration, policy included.
 	c.firewallCmd(t, "--check-config")
 	if pol := c.firewallCmd(t, "--info-policy", "nicpersist"); !strings.Contains(pol, "ingress-zones: ANY") || !strings.Contains(pol, "egress-zones: ANY") {
@@ -204,4 +193,60 @@ func (c *container) waitFor(t *testing.T, unit string, d time.Duration, done fun
 func (c *container) statusOf(t *testing.T, unit string) string {
 	out, _ := try(nil, nil, "nsenter", "-t", itoa(c.pid1), "-a", "systemctl", "status", "--no-pager", "-n", "30", unit)
 	return out
+}
+
+// waitActive waits until firewalld and nicpersist are active and firewalld
+// answers that it runs.
+func (c *container) waitActive(t *testing.T, began time.Time) {
+	t.Helper()
+	for _, u := range []string{"firewalld.service", "nicpersist.service"} {
+		st := c.waitFor(t, u, 90*time.Second, func(p map[string]string) bool {
+			return p["ActiveState"] == "active" || p["ActiveState"] == "failed"
+		})
+		if st["ActiveState"] != "active" {
+			t.Fatalf("%s is %s/%s, want active\n%s", u, st["ActiveState"], st["SubState"], c.statusOf(t, u))
+		}
+	}
+	t.Logf("firewalld and nicpersist active %v after the start", time.Since(began).Round(time.Millisecond))
+	if st := strings.TrimSpace(c.firewallCmd(t, "--state")); st != "running" {
+		t.Fatalf("firewall-cmd --state: %q, want running", st)
+	}
+}
+
+// TestFirewalldBootIPTables is the boot with nicpersist's iptables backend,
+// whose chains firewalld flushes when it starts and reloads: the policy's
+// masquerade carries the client's IPv4 traffic, before and after
+// firewall-cmd --reload.
+func TestFirewalldBootIPTables(t *testing.T) {
+	need(t, "systemd-nspawn", "nsenter", "firewalld", "firewall-cmd")
+	t.Parallel()
+	began := time.Now()
+	src, err := os.ReadFile("../../packaging/profile.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(t.TempDir(), "profile.toml")
+	withBackend := strings.Replace(string(src), "[sysctl]", "[netfilter]\nbackend = \"iptables\"\n\n[sysctl]", 1)
+	if err := os.WriteFile(profile, []byte(withBackend), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := firewalldRoot(t, profile)
+	if b, _ := os.ReadFile(filepath.Join(root, policyRel)); !strings.Contains(string(b), "<masquerade/>") {
+		t.Fatalf("on the iptables backend the policy does not masquerade:\n%s", b)
+	}
+	tp := newTopology(t, topoOpts{})
+	c := bootContainer(t, tp.vm, root)
+	c.waitActive(t, began)
+	for _, when := range []string{"after boot", "after firewall-cmd --reload"} {
+		if when != "after boot" {
+			c.firewallCmd(t, "--reload")
+		}
+		nat := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat")
+		t.Logf("%s, nicpersist's iptables chain is there: %v", when, strings.Contains(nat, "NICPERSIST-POSTROUTING -s"))
+		throughVM(t, tp, v4)
+		sshWorks(t, tp, v4)
+		if t.Failed() {
+			t.Fatalf("%s: traffic does not flow", when)
+		}
+	}
 }
