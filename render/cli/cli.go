@@ -289,6 +289,9 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
 	if l.plan.NeedsNetfilter() {
 		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+		if fw := l.facts.Firewalld; fw.Enabled {
+			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
+		}
 	}
 	choice.Backend = l.backend.Name
 	files, err := distro.Render(l.plan, choice, l.name)
@@ -359,6 +362,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if l.plan.NeedsNetfilter() {
 		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+		if fw := l.facts.Firewalld; fw.Enabled {
+			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
+		}
 	}
 	if _, fw, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name); err == nil {
 		for _, w := range fw {
