@@ -5,7 +5,7 @@ _nicpersist() {
 	local cur prev words cword
 	_init_completion || return
 
-	local cmds="render check apply uninstall version help"
+	local cmds="render check apply uninstall verify version help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
 		return
@@ -38,6 +38,7 @@ _nicpersist() {
 	render) flags="--profile --root --target --rhel-stack --dry-run --diff --json --help" ;;
 	check) flags="--profile --root --help" ;;
 	uninstall) flags="--root --dry-run --json --help" ;;
+	verify) flags="--profile --root --json --help" ;;
 	apply)
 		if [[ $cword -eq 2 ]]; then
 			COMPREPLY=($(compgen -W "start stop" -- "$cur"))

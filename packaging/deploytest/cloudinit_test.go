@@ -89,11 +89,14 @@ func TestCloudInitUserData(t *testing.T) {
 	}
 
 	// The embedded profile checks cleanly: no error and no warning, against a
-	// root that has the binary, as the machine will once the package is in.
+	// root that has the binary, as the machine will once the package is in,
+	// and nft, as Debian 12 and RHEL 9 cloud images have it.
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	mkdirs(t, filepath.Join(root, "usr", "bin"))
+	mkdirs(t, filepath.Join(root, "usr", "sbin"))
 	writeFile(t, filepath.Join(root, "usr", "bin", "nicpersist"), "", 0o755)
+	writeFile(t, filepath.Join(root, "usr", "sbin", "nft"), "", 0o755)
 	profileFile := filepath.Join(dir, "profile.toml")
 	writeFile(t, profileFile, profile, 0o644)
 	cmd := exec.Command(filepath.Join(binDir(t), "nicpersist"), "check", "--root", root, "--profile", profileFile)

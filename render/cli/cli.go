@@ -27,6 +27,7 @@ const (
 	ExitOK      = 0
 	ExitRuntime = 1
 	ExitInvalid = 2
+	ExitDrift   = 3 // verify: the kernel is not what the profile says
 )
 
 // DefaultProfile is read under --root when --profile is not given.
@@ -46,9 +47,11 @@ Usage:
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
+  nicpersist verify  [--profile FILE] [--root DIR] [--json]
   nicpersist version
 
-Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile.
+Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile,
+3 verify found drift.
 Run "nicpersist <command> --help" for a command's flags.
 `
 
@@ -74,6 +77,8 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runApply(args[1:], stdout, stderr)
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
 			fmt.Fprint(stdout, "Usage of nicpersist version:\n  prints \"nicpersist <version>\"; it takes no flags\n")
@@ -360,24 +365,18 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 	}
-	if l.plan.NeedsNetfilter() {
-		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
-		if fw := l.facts.Firewalld; fw.Enabled {
-			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
-		}
-	}
 	if _, fw, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name); err == nil {
 		for _, w := range fw {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 		}
 	}
-	printPlan(stdout, l.plan, l.backend.Name)
+	printPlan(stdout, l.plan, l.backend)
 	return ExitOK
 }
 
 // printPlan shows what the conveniences expand to, as the commands that
 // will run, each with the profile key it comes from.
-func printPlan(w io.Writer, p *plan.Plan, backend string) {
+func printPlan(w io.Writer, p *plan.Plan, backend distro.Backend) {
 	section := func(title string, n int) bool {
 		if n == 0 {
 			return false
@@ -400,9 +399,10 @@ func printPlan(w io.Writer, p *plan.Plan, backend string) {
 			fmt.Fprintf(w, "  ip -%d rule add %s  # %s\n", r.Family, r.Args(), r.Origin)
 		}
 	}
-	if backend == plan.BackendNFTables {
+	title := fmt.Sprintf("netfilter (%s: %s)", backend.Name, backend.Reason)
+	if backend.Name == plan.BackendNFTables {
 		rules := unitfiles.NFTRules(p)
-		if section("netfilter", len(rules)) {
+		if section(title, len(rules)) {
 			for _, r := range rules {
 				fmt.Fprintf(w, "  nft add rule %s\n", r)
 			}
@@ -414,10 +414,6 @@ func printPlan(w io.Writer, p *plan.Plan, backend string) {
 			for i, r := range rules {
 				lines = append(lines, fmt.Sprintf("  %s -t %s %s  # %s", f.IPTables(), tables[i], r.Text, r.Origin))
 			}
-		}
-		title := "netfilter"
-		if len(p.Forwards)+len(p.Marks) == 0 && !p.Netfilter.ForwardAccept {
-			title = "nat" // as before port forwards and marks
 		}
 		if section(title, len(lines)) {
 			for _, l := range lines {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nicpersist/nicpersist/render/cli"
+	"github.com/nicpersist/nicpersist/render/testenv"
 )
 
 const recipesProfile = "testdata/recipes.toml"
@@ -22,6 +24,8 @@ type backendCase struct {
 	tools    map[string]string // command name on the unit's PATH -> the program it runs
 	iptables string            // the machine's own iptables, for a Docker-like FORWARD policy
 	file     string            // the rendered file the backend loads
+	// drift are changes made by hand that verify must name by key.
+	drift []drift
 	// acceptWins: forward_accept lets traffic through a FORWARD policy of
 	// DROP. Not on nftables: an accept in one table does not override a
 	// drop in another (iptables-nft's filter table, where Docker's is).
@@ -42,18 +46,37 @@ func xtTools(variant string) map[string]string {
 	return m
 }
 
+type drift struct {
+	cmd []string
+	key string
+}
+
+// xtDrift deletes the port forward and the mark with the given iptables.
+func xtDrift(iptables string) []drift {
+	return []drift{
+		{[]string{iptables, "-w", "-t", "nat", "-D", "NICPERSIST-PREROUTING", "1"}, "port_forward[0]"},
+		{[]string{iptables, "-w", "-t", "mangle", "-F", "NICPERSIST-PREROUTING"}, "mark[0]"},
+		{[]string{iptables, "-w", "-D", "FORWARD", "-j", "NICPERSIST-FORWARD"}, "netfilter.forward_accept"},
+	}
+}
+
 var backends = []backendCase{
 	{
 		name:     "nftables",
 		root:     map[string]string{"usr/sbin/nft": ""},
 		tools:    map[string]string{"ip": "/usr/sbin/ip", "nft": "/usr/sbin/nft"},
 		iptables: "iptables-nft", file: "nftables.nft",
+		drift: []drift{
+			{[]string{"nft", "flush", "chain", "inet", "nicpersist", "marks"}, "mark[0]"},
+			{[]string{"nft", "add", "rule", "inet", "nicpersist", "postrouting", "oifname", "eth3", "masquerade"}, "nat"},
+		},
 	},
 	{
 		name:     "iptables-nft",
 		root:     map[string]string{"usr/sbin/iptables": "", "usr/sbin/nft": ""},
 		tools:    xtTools("nft"),
 		iptables: "iptables-nft", file: "iptables.rules", acceptWins: true,
+		drift: xtDrift("iptables-nft"),
 	},
 	{
 		name: "iptables-legacy",
@@ -61,6 +84,7 @@ var backends = []backendCase{
 			"etc/alternatives/iptables": "/usr/sbin/iptables-legacy", "usr/sbin/iptables-legacy": ""},
 		tools:    xtTools("legacy"),
 		iptables: "iptables-legacy", file: "iptables.rules", acceptWins: true,
+		drift: xtDrift("iptables-legacy"),
 	},
 }
 
@@ -163,6 +187,35 @@ func backendScenario(t *testing.T, b backendCase) {
 	s1 := snapshot(t, tp.vm)
 	start("second ExecStart", u.start)
 	sameState(t, "second ExecStart", s1, snapshot(t, tp.vm))
+
+	// verify reads the backend's rules: in sync, then each kind of drift
+	// under its profile key, then in sync again after a reload.
+	verifyVM := func(want int, keys ...string) {
+		t.Helper()
+		out, err := try(nil, []string{path + ":" + unitPATH}, "ip", "netns", "exec", tp.vm,
+			testenv.SelfAsNicpersist(t), "verify", "--profile", recipesProfile, "--root", root)
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		if code != want {
+			t.Errorf("verify: exit %d, want %d:\n%s", code, want, out)
+		}
+		for _, k := range keys {
+			if !strings.Contains(out, "\n"+k+": ") && !strings.HasPrefix(out, k+": ") {
+				t.Errorf("verify does not name %s:\n%s", k, out)
+			}
+		}
+	}
+	verifyVM(0)
+	for _, d := range b.drift {
+		run(t, "ip", append([]string{"netns", "exec", tp.vm}, d.cmd...)...)
+		verifyVM(3, d.key)
+	}
+	start("ExecReload after the drift", u.reload)
+	verifyVM(0)
 
 	// A FORWARD policy of DROP, as Docker sets it in the machine's iptables.
 	run(t, "ip", "netns", "exec", tp.vm, b.iptables, "-P", "FORWARD", "DROP")

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ func FuzzParsers(f *testing.F) {
 		"route replace 10.0.0.0/33 table 4294967296\nexpires\n",
 		"#@ format 2\n#@ routes\n",
 		"#@ rules\nrule add priority 1 fwmark 0x10/0xff iif eth3 oif eth2 to 10.0.0.0/8 table 7\n",
+		"*nat\n:NICPERSIST-POSTROUTING - [0:0]\n:NICPERSIST-PREROUTING - [0:0]\nCOMMIT\n*mangle\n:NICPERSIST-PREROUTING - [0:0]\n-A PREROUTING -j NICPERSIST-PREROUTING\nCOMMIT\n",
 	} {
 		f.Add(s)
 	}
@@ -47,6 +49,14 @@ func FuzzParsers(f *testing.F) {
 				if r, err := unitfiles.ParseRule(fam, l); err == nil && r.Mark != 0 && r.Mask == 0 {
 					t.Fatalf("ParseRule(%q) has a mark without a mask", l)
 				}
+			}
+		}
+		// The same text as netfilter input and as iptables-save output.
+		parseSave(s)
+		for _, st := range []State{{}, {XT4: unitfiles.DeclaredChains([]byte(s)), NFT: true}} {
+			p, err := planStart(&unitfiles.Set{NAT: map[plan.Family][]byte{plan.V4: []byte(s), plan.V6: []byte(s)}, NFT: []byte(s)}, st, fakeKernel{})
+			if err == nil {
+				checkNetfilter(t, st, p)
 			}
 		}
 		unitfiles.ParseLinks("links", []byte(s))
@@ -91,6 +101,39 @@ func checkPlan(t *testing.T, p Plan, f plan.Family) {
 		have := concat(concat(fs.Routes, fs.Rules), fs.Main)
 		if m := missing(have, s.Op.Lines); len(m) > 0 {
 			t.Fatalf("op %s runs %q, which the state before it lacks", s.Op.Name, m)
+		}
+	}
+}
+
+// checkNetfilter holds for every start plan: each chain is recorded before
+// it is restored or jumped to, the nftables table before it is loaded, and
+// a chain is dropped from the state only after its removal.
+func checkNetfilter(t *testing.T, before State, p Plan) {
+	t.Helper()
+	rec := &before
+	for _, s := range p.Steps {
+		if s.Record != nil {
+			rec = s.Record
+		}
+		o := s.Op
+		if o == nil {
+			continue
+		}
+		switch o.Kind {
+		case opNATRestore:
+			for _, k := range unitfiles.DeclaredChains(o.Data) {
+				if rec == nil || !slices.Contains(*rec.xt(o.Family), k) {
+					t.Fatalf("restore of %s before a state records it", k)
+				}
+			}
+		case opNATJump:
+			if rec == nil || !slices.Contains(*rec.xt(o.Family), o.Chain.Key()) {
+				t.Fatalf("jump to %s before a state records it", o.Chain.Key())
+			}
+		case opNFTLoad:
+			if rec == nil || !rec.NFT {
+				t.Fatal("nft load before a state records the table")
+			}
 		}
 	}
 }

@@ -111,9 +111,57 @@ type kroute struct {
 	proto  uint8
 }
 
-// dumpRoutes reads every route of a family, in every table, over netlink:
-// the stdlib's NETLINK_ROUTE dump, no process and no text to parse.
+// dumpRoutes reads every route of a family, in every table, for what
+// identifies each.
 func dumpRoutes(f plan.Family) ([]kroute, error) {
+	rs, err := DumpRoutes(f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kroute, len(rs))
+	for i, r := range rs {
+		out[i] = kroute{r.Table, r.Dst, r.Metric, r.Proto}
+	}
+	return out, nil
+}
+
+// KernelRoute is a route as the kernel dumps it, in the kernel's order:
+// of two routes with the same table, prefix and metric (ip route
+// prepend/append), the first is the one used.
+type KernelRoute struct {
+	Table  uint32
+	Dst    netip.Prefix
+	Metric uint32
+	Proto  uint8
+	Type   uint8 // RTN_UNICAST, RTN_BLACKHOLE, ...
+	TOS    uint8
+	Flags  uint32 // RTNH_F_*: linkdown, dead
+	// The nexthop of a single-path route; zero for a multipath one.
+	Nexthop
+	Multipath []Nexthop
+}
+
+// Nexthop is a route's gateway (invalid when on-link) and output link.
+type Nexthop struct {
+	Gateway netip.Addr
+	OIF     int32
+	Weight  int // multipath only: 1 and up
+}
+
+// Route types and nexthop flags (linux/rtnetlink.h) the syscall package
+// does not name.
+const (
+	RTNUnicast      = 1
+	NexthopDead     = 0x1
+	NexthopLinkdown = 0x10
+	rtaMultipath    = 9
+	rtaVia          = 18
+	sizeofRtNexthop = 8
+)
+
+// DumpRoutes reads every route of a family, in every table, over netlink:
+// no process and no text to parse.
+func DumpRoutes(f plan.Family) ([]KernelRoute, error) {
 	fam := syscall.AF_INET
 	if f == plan.V6 {
 		fam = syscall.AF_INET6
@@ -122,17 +170,19 @@ func dumpRoutes(f plan.Family) ([]kroute, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink route dump: %w", err)
 	}
-	var out []kroute
+	var out []KernelRoute
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Header.Type != syscall.RTM_NEWROUTE || len(m.Data) < syscall.SizeofRtMsg {
 			continue
 		}
-		// struct rtmsg: family, dst_len, src_len, tos, table, protocol, ...
+		// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+		// scope, type, flags (4)
 		if int(m.Data[0]) != fam {
 			continue
 		}
-		r := kroute{table: uint32(m.Data[4]), proto: m.Data[5]}
+		r := KernelRoute{Table: uint32(m.Data[4]), Proto: m.Data[5], TOS: m.Data[3], Type: m.Data[7],
+			Flags: binary.NativeEndian.Uint32(m.Data[8:12])}
 		attrs, err := syscall.ParseNetlinkRouteAttr(m)
 		if err != nil {
 			return nil, fmt.Errorf("netlink route dump: %w", err)
@@ -144,21 +194,66 @@ func dumpRoutes(f plan.Family) ([]kroute, error) {
 				dst, _ = netip.AddrFromSlice(a.Value)
 			case syscall.RTA_TABLE:
 				if len(a.Value) == 4 {
-					r.table = binary.NativeEndian.Uint32(a.Value)
+					r.Table = binary.NativeEndian.Uint32(a.Value)
 				}
 			case syscall.RTA_PRIORITY:
 				if len(a.Value) == 4 {
-					r.metric = binary.NativeEndian.Uint32(a.Value)
+					r.Metric = binary.NativeEndian.Uint32(a.Value)
 				}
+			case syscall.RTA_GATEWAY, rtaVia, syscall.RTA_OIF:
+				r.Nexthop.attr(a.Attr.Type, a.Value)
+			case rtaMultipath:
+				r.Multipath = multipath(a.Value)
 			}
 		}
 		if !dst.IsValid() {
 			dst = f.Default().Addr()
 		}
-		r.dst = netip.PrefixFrom(dst, int(m.Data[1])).Masked()
+		r.Dst = netip.PrefixFrom(dst, int(m.Data[1])).Masked()
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// attr reads a nexthop attribute: RTA_GATEWAY, RTA_VIA (struct rtvia: a
+// family of 2 bytes, then the address: an IPv6 gateway of an IPv4 route)
+// or RTA_OIF.
+func (h *Nexthop) attr(typ uint16, v []byte) {
+	switch typ {
+	case syscall.RTA_GATEWAY:
+		h.Gateway, _ = netip.AddrFromSlice(v)
+	case rtaVia:
+		if len(v) > 2 {
+			h.Gateway, _ = netip.AddrFromSlice(v[2:])
+		}
+	case syscall.RTA_OIF:
+		if len(v) == 4 {
+			h.OIF = int32(binary.NativeEndian.Uint32(v))
+		}
+	}
+}
+
+// multipath reads RTA_MULTIPATH: struct rtnexthop (length 2 bytes, flags,
+// hops, ifindex 4 bytes) and its attributes, one after the other.
+func multipath(b []byte) []Nexthop {
+	var out []Nexthop
+	for len(b) >= sizeofRtNexthop {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		if l < sizeofRtNexthop || l > len(b) {
+			break
+		}
+		h := Nexthop{OIF: int32(binary.NativeEndian.Uint32(b[4:8])), Weight: int(b[3]) + 1}
+		for _, a := range nested(b[sizeofRtNexthop:l]) {
+			h.attr(a.typ, a.value)
+		}
+		out = append(out, h)
+		l = (l + 3) &^ 3
+		if l > len(b) {
+			break
+		}
+		b = b[l:]
+	}
+	return out
 }
 
 // candKey is a batch line's table, as the line names it ("main" when it
@@ -284,11 +379,33 @@ func addrText(l unitfiles.Link) string {
 type links struct {
 	up    map[string]bool        // name: IFF_UP
 	index map[string]int32       // name: ifindex
+	names map[int32]string       // ifindex: name (not an alternative one)
 	addrs map[int32][]netip.Addr // ifindex: addresses, without the tentative ones
 }
 
+// LinkNames reads the kernel's links: the name of each index, and the index
+// of each name, alternative names too.
+func LinkNames() (names map[int32]string, index map[string]int32, err error) {
+	ls, err := dumpLinks()
+	if err != nil {
+		return nil, nil, err
+	}
+	return ls.names, ls.index, nil
+}
+
 func readLinks() (*links, error) {
-	ls := &links{up: map[string]bool{}, index: map[string]int32{}, addrs: map[int32][]netip.Addr{}}
+	ls, err := dumpLinks()
+	if err != nil {
+		return nil, err
+	}
+	if err := ls.readAddrs(); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+func dumpLinks() (*links, error) {
+	ls := &links{up: map[string]bool{}, index: map[string]int32{}, names: map[int32]string{}, addrs: map[int32][]netip.Addr{}}
 	msgs, err := dump(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
 	if err != nil {
 		return nil, fmt.Errorf("netlink link dump: %w", err)
@@ -314,6 +431,7 @@ func readLinks() (*links, error) {
 			switch a.Attr.Type & nlaTypeMask {
 			case syscall.IFLA_IFNAME:
 				name(a.Value)
+				ls.names[idx] = strings.TrimRight(string(a.Value), "\x00")
 			case iflaPropList:
 				// A profile may name a link by an alternative name
 				// (udev gives them), which ip and the kernel take.
@@ -325,8 +443,14 @@ func readLinks() (*links, error) {
 			}
 		}
 	}
-	if msgs, err = dump(syscall.RTM_GETADDR, syscall.AF_UNSPEC); err != nil {
-		return nil, fmt.Errorf("netlink address dump: %w", err)
+	return ls, nil
+}
+
+// readAddrs adds the addresses of the links.
+func (ls *links) readAddrs() error {
+	msgs, err := dump(syscall.RTM_GETADDR, syscall.AF_UNSPEC)
+	if err != nil {
+		return fmt.Errorf("netlink address dump: %w", err)
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -338,7 +462,7 @@ func readLinks() (*links, error) {
 		idx := int32(binary.NativeEndian.Uint32(m.Data[4:8]))
 		attrs, err := syscall.ParseNetlinkRouteAttr(m)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var addr, local netip.Addr
 		for _, a := range attrs {
@@ -362,7 +486,7 @@ func readLinks() (*links, error) {
 			ls.addrs[idx] = append(ls.addrs[idx], addr)
 		}
 	}
-	return ls, nil
+	return nil
 }
 
 // Netlink attribute numbers the syscall package does not name.
@@ -421,6 +545,50 @@ func (ls *links) ready(l unitfiles.Link) bool {
 // a rule "not from X tos 0x10" refuses our "from X", and our `rule del`
 // would delete it. Those are kept, with what Rule cannot say dropped.
 func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
+	krs, err := DumpRules(f)
+	if err != nil {
+		return nil, err
+	}
+	var out []unitfiles.Rule
+	for _, k := range krs {
+		if k.Action == "lookup" && len(k.Other) == 0 {
+			out = append(out, k.Rule)
+		}
+	}
+	return out, nil
+}
+
+// KernelRule is a policy rule as the kernel dumps it: what unitfiles.Rule
+// says, and what else the rule has.
+type KernelRule struct {
+	unitfiles.Rule
+	Action string // "lookup" (Table is then set), "goto", "nop", "blackhole", "unreachable", "prohibit"
+	TOS    uint8
+	Invert bool // ip rule's "not"
+	Realms uint32
+	Proto  uint8 // who added it
+	// Other is what else selects or acts, as `ip rule` words
+	// ("ipproto 6", "suppress_prefixlength 0").
+	Other []string
+}
+
+// Plain says the rule is all that a Rule says: a lookup with no other
+// selector, tos, realms or "not".
+func (k KernelRule) Plain() bool {
+	return k.Action == "lookup" && len(k.Other) == 0 && k.TOS == 0 && !k.Invert && k.Realms == 0
+}
+
+// ruleActions names the FR_ACT_* values.
+var ruleActions = map[uint8]string{frActToTbl: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+
+// ruleAttrs names the FRA_* attributes a Rule cannot say, as `ip rule`
+// does.
+var ruleAttrs = map[uint16]string{4: "goto", 12: "tun_id", 13: "suppress_ifgroup", 14: "suppress_prefixlength",
+	19: "l3mdev", 20: "uidrange", 22: "ipproto", 23: "sport", 24: "dport", 25: "dscp", 26: "flowlabel"}
+
+// DumpRules reads a family's policy rules over netlink, in the kernel's
+// order.
+func DumpRules(f plan.Family) ([]KernelRule, error) {
 	fam := syscall.AF_INET
 	if f == plan.V6 {
 		fam = syscall.AF_INET6
@@ -429,7 +597,7 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink rule dump: %w", err)
 	}
-	var out []unitfiles.Rule
+	var out []KernelRule
 	for i := range msgs {
 		m := &msgs[i]
 		// struct fib_rule_hdr: family, dst_len, src_len, tos, table,
@@ -437,13 +605,13 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 		if m.Header.Type != rtmNewRule || len(m.Data) < 12 || int(m.Data[0]) != fam {
 			continue
 		}
-		// tos and the flags (not) are read past: see above.
-		dstLen, srcLen, action := int(m.Data[1]), int(m.Data[2]), m.Data[7]
-		if action != frActToTbl {
-			continue
+		dstLen, srcLen := int(m.Data[1]), int(m.Data[2])
+		r := KernelRule{Rule: unitfiles.Rule{Table: uint32(m.Data[4])}, TOS: m.Data[3],
+			Invert: binary.NativeEndian.Uint32(m.Data[8:12])&frInvert != 0}
+		r.Action = ruleActions[m.Data[7]]
+		if r.Action == "" {
+			r.Action = "action " + strconv.Itoa(int(m.Data[7]))
 		}
-		r := unitfiles.Rule{Table: uint32(m.Data[4])}
-		plain := true
 		for _, a := range nested(m.Data[12:]) {
 			u32 := func() uint32 {
 				if len(a.value) == 4 {
@@ -455,7 +623,7 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 			case fraSrc, fraDst:
 				ip, ok := netip.AddrFromSlice(a.value)
 				if !ok {
-					plain = false
+					r.Other = append(r.Other, "from/to ?")
 					continue
 				}
 				if a.typ == fraSrc {
@@ -475,19 +643,33 @@ func dumpRules(f plan.Family) ([]unitfiles.Rule, error) {
 				r.Mask = u32()
 			case fraTable:
 				r.Table = u32()
+			case fraFlow:
+				r.Realms = u32()
+			case fraProtocol:
+				if len(a.value) == 1 {
+					r.Proto = a.value[0]
+				}
+			case fraPad:
 			case fraSuppressPrefixlen, fraSuppressIfgroup:
 				// Dumped as -1 when not set.
-				plain = plain && u32() == 0xffffffff
-			case fraProtocol, fraPad, fraFlow:
-				// Who added it does not tell rules apart; realms are
-				// compared only when the new rule gives them.
+				if v := u32(); v != 0xffffffff {
+					r.Other = append(r.Other, ruleAttrs[a.typ]+" "+strconv.FormatUint(uint64(v), 10))
+				}
 			default:
-				plain = false
+				w := ruleAttrs[a.typ]
+				if w == "" {
+					w = "attribute " + strconv.Itoa(int(a.typ))
+				}
+				switch len(a.value) {
+				case 1:
+					w += " " + strconv.Itoa(int(a.value[0]))
+				case 4:
+					w += " " + strconv.FormatUint(uint64(u32()), 10)
+				}
+				r.Other = append(r.Other, w)
 			}
 		}
-		if plain {
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	return out, nil
 }

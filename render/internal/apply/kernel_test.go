@@ -774,3 +774,118 @@ func TestDumpRulesAgreesWithEEXIST(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpRoutesNexthops: DumpRoutes reads what verify compares besides a
+// route's key: gateway, link, type, a multipath route's nexthops, and the
+// order of routes that share a key (the first is used).
+func TestDumpRoutesNexthops(t *testing.T) {
+	t.Parallel()
+	if !inNetns(t) {
+		return
+	}
+	eth1Up(t)
+	for _, l := range []string{
+		"-4 route add 10.9.0.0/16 via 10.1.0.1 dev eth1 table 1000 metric 7",
+		"-4 route add 10.8.0.0/16 dev eth1 table 1000",
+		"-4 route add blackhole 10.7.0.0/16 table 1000",
+		"-4 route add 10.6.0.0/16 table 1000 nexthop via 10.1.0.1 dev eth1 weight 1 nexthop via 10.1.0.3 dev eth1 weight 3",
+		"-4 route add default via 10.1.0.1 dev eth1 table 1001",
+		"-4 route prepend default via 10.1.0.3 dev eth1 table 1001",
+		"-6 route add 2001:db8:9::/48 via 2001:db8:1::1 dev eth1 table 1000",
+	} {
+		ipc(t, l)
+	}
+	idx := func(name string) int32 {
+		_, index, err := LinkNames()
+		if err != nil || index[name] == 0 {
+			t.Fatalf("LinkNames has no %s (%v)", name, err)
+		}
+		return index[name]
+	}
+	eth1 := idx("eth1")
+	names, _, _ := LinkNames()
+	if names[eth1] != "eth1" {
+		t.Errorf("LinkNames()[%d] = %q, want eth1", eth1, names[eth1])
+	}
+	a := netip.MustParseAddr
+	find := func(f plan.Family, table uint32, dst string) []KernelRoute {
+		rs, err := DumpRoutes(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []KernelRoute
+		for _, r := range rs {
+			if r.Table == table && r.Dst == netip.MustParsePrefix(dst) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		f     plan.Family
+		table uint32
+		dst   string
+		want  []KernelRoute
+	}{
+		{4, 1000, "10.9.0.0/16", []KernelRoute{{Metric: 7, Type: RTNUnicast, Nexthop: Nexthop{Gateway: a("10.1.0.1"), OIF: eth1}}}},
+		{4, 1000, "10.8.0.0/16", []KernelRoute{{Type: RTNUnicast, Nexthop: Nexthop{OIF: eth1}}}},
+		{4, 1000, "10.7.0.0/16", []KernelRoute{{Type: 6}}}, // RTN_BLACKHOLE
+		{4, 1000, "10.6.0.0/16", []KernelRoute{{Type: RTNUnicast, Multipath: []Nexthop{{a("10.1.0.1"), eth1, 1}, {a("10.1.0.3"), eth1, 3}}}}},
+		{4, 1001, "0.0.0.0/0", []KernelRoute{
+			{Type: RTNUnicast, Nexthop: Nexthop{Gateway: a("10.1.0.3"), OIF: eth1}},
+			{Type: RTNUnicast, Nexthop: Nexthop{Gateway: a("10.1.0.1"), OIF: eth1}},
+		}},
+		{6, 1000, "2001:db8:9::/48", []KernelRoute{{Metric: 1024, Type: RTNUnicast, Nexthop: Nexthop{Gateway: a("2001:db8:1::1"), OIF: eth1}}}},
+	} {
+		got := find(tc.f, tc.table, tc.dst)
+		for i := range got {
+			got[i].Table, got[i].Dst, got[i].Proto, got[i].Flags = 0, netip.Prefix{}, 0, 0
+		}
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
+			t.Errorf("DumpRoutes(%d), table %d, %s:\n\t%+v\nwant\n\t%+v", tc.f, tc.table, tc.dst, got, tc.want)
+		}
+	}
+}
+
+// TestDumpRulesKernelRule: DumpRules keeps what dumpRules reads past or
+// leaves out, for verify to tell a rule of ours from one that only looks
+// like it.
+func TestDumpRulesKernelRule(t *testing.T) {
+	t.Parallel()
+	if !inNetns(t) {
+		return
+	}
+	eth1Up(t)
+	for _, l := range []string{
+		"priority 1000 from 10.1.0.2/32 table 1000",
+		"priority 1001 from 10.1.0.2/32 table 1000 tos 0x10",
+		"priority 1002 not from 10.1.0.2/32 table 1000",
+		"priority 1003 from 10.1.0.2/32 ipproto tcp table 1000",
+		"priority 1004 from 10.1.0.2/32 unreachable",
+		"priority 1005 from 10.1.0.2/32 table 1000 protocol static",
+		"priority 1006 from 10.1.0.2/32 table 1000 realms 3",
+	} {
+		ipc(t, "-4 rule add "+l)
+	}
+	krs, err := DumpRules(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]string{}
+	for _, k := range krs {
+		got[k.Priority] = fmt.Sprintf("%s tos=%d not=%v realms=%d proto=%d other=%q plain=%v", k.Action, k.TOS, k.Invert, k.Realms, k.Proto, k.Other, k.Plain())
+	}
+	for prio, want := range map[uint32]string{
+		1000: `lookup tos=0 not=false realms=0 proto=0 other=[] plain=true`,
+		1001: `lookup tos=16 not=false realms=0 proto=0 other=[] plain=false`,
+		1002: `lookup tos=0 not=true realms=0 proto=0 other=[] plain=false`,
+		1003: `lookup tos=0 not=false realms=0 proto=0 other=["ipproto 6"] plain=false`,
+		1004: `unreachable tos=0 not=false realms=0 proto=0 other=[] plain=false`,
+		1005: `lookup tos=0 not=false realms=0 proto=4 other=[] plain=true`,
+		1006: `lookup tos=0 not=false realms=3 proto=0 other=[] plain=false`,
+	} {
+		if got[prio] != want {
+			t.Errorf("DumpRules: priority %d: %s, want %s; ip rule:\n%s", prio, got[prio], want, ipc(t, "-4 rule"))
+		}
+	}
+}

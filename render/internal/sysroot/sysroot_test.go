@@ -123,3 +123,38 @@ func TestReadSystem(t *testing.T) {
 		t.Errorf("RuleFiles = %v", f.RuleFiles)
 	}
 }
+
+// linkTree is a fakeTree whose "->target" values are symbolic links.
+type linkTree struct{ fakeTree }
+
+func (l linkTree) Readlink(n string) (string, error) {
+	if v, ok := l.fakeTree[n]; ok && strings.HasPrefix(v, "->") {
+		return v[2:], nil
+	}
+	return "", fs.ErrInvalid
+}
+
+func TestReadNetfilter(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		tree Tree
+		want Netfilter
+	}{
+		{"empty", fakeTree{}, Netfilter{}},
+		{"debian 12 minimal", fakeTree{"usr/sbin/nft": ""}, Netfilter{NFT: true}},
+		{"iptables-nft by alternative", linkTree{fakeTree{"usr/sbin/iptables": "", "usr/sbin/nft": "", "etc/alternatives/iptables": "->/usr/sbin/iptables-nft"}}, Netfilter{NFT: true, IPTables: true}},
+		{"iptables-legacy by alternative", linkTree{fakeTree{"usr/sbin/iptables": "", "etc/alternatives/iptables": "->/usr/sbin/iptables-legacy"}}, Netfilter{IPTables: true, IPTablesLegacy: true}},
+		{"only legacy installed (CentOS 7 style)", fakeTree{"sbin/iptables": "", "sbin/iptables-legacy": ""}, Netfilter{IPTables: true, IPTablesLegacy: true}},
+		{"firewalld, nftables.service, docker", fakeTree{
+			"etc/systemd/system/multi-user.target.wants/firewalld.service": "",
+			"etc/systemd/system/sysinit.target.wants/nftables.service":     "",
+			"usr/bin/dockerd": ""}, Netfilter{Firewalld: true, NFTablesUnit: true, Docker: true}},
+		{"ufw enabled, forward drop", fakeTree{"etc/ufw/ufw.conf": "ENABLED=yes\n", "etc/default/ufw": "DEFAULT_FORWARD_POLICY=\"DROP\"\n"}, Netfilter{UFWDrop: true}},
+		{"ufw disabled", fakeTree{"etc/ufw/ufw.conf": "ENABLED=no\n", "etc/default/ufw": "DEFAULT_FORWARD_POLICY=\"DROP\"\n"}, Netfilter{}},
+		{"saved rules with FORWARD DROP", fakeTree{"etc/iptables/rules.v4": "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n"}, Netfilter{ForwardDrop: "/etc/iptables/rules.v4"}},
+	} {
+		if got := Read(c.tree).Netfilter; got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
