@@ -29,11 +29,11 @@ func checkFirewalld(t testing.TB, root string) error {
 }
 
 // TestFirewalldChecker renders the firewalld golden case (a NAT policy from
-// zone internal, a port forward's from ANY), and the same with a NAT out of
-// eth1 from any source (an accept without source, beside the forward-port),
-// and on nicpersist's iptables backend (the policy masquerades too), and
-// has firewalld's checker accept them; a policy naming a zone that does not exist must be
-// refused, or the checker proves nothing.
+// zone internal, a port forward's from ANY), the same with a NAT out of
+// eth1, in zone dmz, from any source (an accept without source), and the
+// same on nicpersist's iptables backend (the policy masquerades too), and
+// has firewalld's checker accept them; a policy naming a zone that does not
+// exist must be refused, or the checker proves nothing.
 func TestFirewalldChecker(t *testing.T) {
 	base, err := os.ReadFile(filepath.Join(testdataDir, "firewalld", "profile.toml"))
 	if err != nil {
@@ -46,6 +46,14 @@ func TestFirewalldChecker(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
 			copyTree(t, filepath.Join(testdataDir, "firewalld", "root"), root)
+			if name == "any-source" {
+				// Without a source, a NAT gets a policy only towards an
+				// explicit zone.
+				zone := "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<zone>\n  <short>DMZ</short>\n  <interface name=\"eth1\"/>\n</zone>\n"
+				if err := os.WriteFile(filepath.Join(root, "etc/firewalld/zones/dmz.xml"), []byte(zone), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			prof := filepath.Join(t.TempDir(), "profile.toml")
 			if err := os.WriteFile(prof, []byte(src), 0o644); err != nil {
 				t.Fatal(err)
@@ -54,7 +62,11 @@ func TestFirewalldChecker(t *testing.T) {
 				t.Fatalf("render: exit %d\n%s%s", code, out, errOut)
 			}
 			pols, _ := filepath.Glob(filepath.Join(root, firewalld.PolicyDir, "*.xml"))
-			if want := 2; len(pols) != want {
+			want := 2
+			if name == "any-source" {
+				want = 3 // ANY to dmz, for the NAT without source
+			}
+			if len(pols) != want {
 				t.Fatalf("policies %v, want %d", pols, want)
 			}
 			if err := checkFirewalld(t, root); err != nil {

@@ -226,6 +226,13 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
+			name:     "no source, out of an interface in no explicit zone: no accept-all",
+			root:     debianRoot(),
+			plan:     seedPlan(masq4, any4),
+			files:    map[string][]string{PolicyDir + "/nicpersist.xml": {`<source address="172.22.5.128/26"/>`}},
+			warnings: []string{"nat[2]: firewalld: with no source, and eth1 in no explicit zone (no zone names it: it is in the default zone public of /etc/firewalld/firewalld.conf by a catch-all that policies do not see), a policy could only accept all forwarding in every direction"},
+		},
+		{
 			name:    "marks on iptables",
 			root:    debianRoot(),
 			backend: plan.BackendIPTables,
@@ -242,12 +249,13 @@ func TestRender(t *testing.T) {
 				r := debianRoot()
 				r[EtcZones+"/internal.xml"] = zoneFile("eth3")
 				r[EtcZones+"/external.xml"] = zoneFile("eth2")
+				r[EtcZones+"/dmz.xml"] = zoneFile("eth1")
 				return r
 			}(),
 			plan: seedPlan(masq4, any4),
 			files: map[string][]string{
 				PolicyDir + "/nicpersist.xml":   {`<ingress-zone name="internal"/>`, `<egress-zone name="external"/>`, `(zone internal: /etc/firewalld/zones/internal.xml puts it there)`, `<source address="172.22.5.128/26"/>`, "<accept/>\n  </rule>\n</policy>"},
-				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="ANY"/>`, `nat[2]: any source, out of eth1`, "<rule family=\"ipv4\">\n    <accept/>\n  </rule>\n</policy>"},
+				PolicyDir + "/nicpersist-2.xml": {`<ingress-zone name="ANY"/>`, `<egress-zone name="dmz"/>`, `nat[2]: any source, out of eth1`, "<rule family=\"ipv4\">\n    <accept/>\n  </rule>\n</policy>"},
 			},
 		},
 		{

@@ -97,6 +97,13 @@ func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld: %s is in zone %q (%s), but %s; until then firewalld rejects the traffic forwarded out of %s", n.Origin, n.Out, egress, why, msg, n.Out))
 			continue
 		}
+		if !n.Source.IsValid() && egress == "ANY" {
+			// From ANY to ANY without a source, a policy could only accept
+			// all forwarding, in every direction: the Internet's new
+			// connections to the inside too.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: firewalld: with no source, and %s in no explicit zone (%s), a policy could only accept all forwarding in every direction, so nicpersist writes none and firewalld rejects this traffic; put %s in a zone (firewall-offline-cmd --zone=external --add-interface=%s) and render again, or give the NAT a source", n.Origin, n.Out, why, n.Out, n.Out))
+			continue
+		}
 		ingress, in, inWhy := "ANY", ingressOf(p, n), ""
 		if in != "" && f.Backend == "nftables" {
 			// The iptables backend refuses masquerade for an ingress zone
