@@ -299,6 +299,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	choice.Backend = l.backend.Name
+	choice.Firewalld = l.facts.Firewalld.Enabled
 	files, err := distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)

@@ -214,9 +214,10 @@ func (c *container) waitActive(t *testing.T, began time.Time) {
 }
 
 // TestFirewalldBootIPTables is the boot with nicpersist's iptables backend,
-// whose chains firewalld flushes when it starts and reloads: the policy's
-// masquerade carries the client's IPv4 traffic, before and after
-// firewall-cmd --reload.
+// whose chains firewalld flushes when it starts and reloads: the unit waits
+// for firewalld's start, so its chain is there after boot, and the policy's
+// masquerade carries the client's IPv4 traffic after firewall-cmd --reload
+// too.
 func TestFirewalldBootIPTables(t *testing.T) {
 	need(t, "systemd-nspawn", "nsenter", "firewalld", "firewall-cmd")
 	t.Parallel()
@@ -242,7 +243,12 @@ func TestFirewalldBootIPTables(t *testing.T) {
 			c.firewallCmd(t, "--reload")
 		}
 		nat := run(t, "ip", "netns", "exec", tp.vm, "iptables-save", "-t", "nat")
-		t.Logf("%s, nicpersist's iptables chain is there: %v", when, strings.Contains(nat, "NICPERSIST-POSTROUTING -s"))
+		there := strings.Contains(nat, "NICPERSIST-POSTROUTING -s")
+		t.Logf("%s, nicpersist's iptables chain is there: %v", when, there)
+		if when == "after boot" && !there {
+			// The unit waits for firewalld's flush (ExecStartPre).
+			t.Errorf("after boot, firewalld flushed nicpersist's chain after the unit loaded it:\n%s", nat)
+		}
 		throughVM(t, tp, v4)
 		sshWorks(t, tp, v4)
 		if t.Failed() {
