@@ -60,7 +60,13 @@ type policyData struct {
 // is in no explicit zone (see ZoneOf), or the source is any or outside
 // every profile interface. Rich rules match the source, so the policy lets
 // through what the profile NATs at firewalld's grain, a zone, not an
-// interface: from the source to every interface of the egress zone.
+// interface: from the source to every interface of the egress zone. Port
+// forwards are forward-port rules, towards ANY, matching the in_interface's
+// address.
+//
+// backend is nicpersist's netfilter backend: on iptables, whose chains
+// firewalld flushes, the policy masquerades too, and what it cannot carry
+// (SNAT to a fixed address, marks) is a warning.
 func Render(p *plan.Plan, f Facts, backend, profile string) (Result, error) {
 	var res Result
 	if !f.Enabled {
