@@ -319,6 +319,12 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
 		warnings = append(warnings, w)
 	}
+	// What the root lacks or holds against the netfilter part was printed
+	// with the profile's problems; --json lists it with the root's other
+	// warnings.
+	for _, w := range l.backend.Warnings {
+		warnings = append(warnings, w.Key+": "+w.Msg)
+	}
 	changes, err := changeset.Compute(l.root, files, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: nothing written:\n%v\n", err)

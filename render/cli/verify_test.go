@@ -320,8 +320,7 @@ func TestVerifyBadProfile(t *testing.T) {
 }
 
 // Without iptables-save, and NAT in the profile, verify cannot read the
-// NAT chain: a runtime failure that names the package, before any other
-// read.
+// NAT chain: a runtime failure that names the package.
 func TestVerifyWithoutIptablesSave(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	out, errOut, code := run("verify", "--profile", exampleProfile)

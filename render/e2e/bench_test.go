@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nicpersist/nicpersist/render/testenv"
@@ -13,10 +15,17 @@ import (
 // it (a process of its own in the VM's namespace, with only the backend's
 // tools on PATH): a first start followed by a stop, and a reload of a
 // started unit.
+// "none" is the same profile without its netfilter sections, the
+// baseline: what the routes, rules and sysctls cost alone.
 func BenchmarkApplyNetfilter(b *testing.B) {
 	need(b, "nft", "iptables-legacy", "iptables-nft")
-	for _, bc := range backends {
-		root, _ := renderRoot(b, recipesProfile, bc.root)
+	none := backendCase{name: "none", tools: map[string]string{"ip": "/usr/sbin/ip"}}
+	for _, bc := range append([]backendCase{none}, backends...) {
+		profile := recipesProfile
+		if bc.name == "none" {
+			profile = withoutNetfilter(b, recipesProfile)
+		}
+		root, _ := renderRoot(b, profile, bc.root)
 		u := readUnit(b, root)
 		path := toolPath(b, bc.tools)
 		vm := benchVM(b)
@@ -40,6 +49,30 @@ func BenchmarkApplyNetfilter(b *testing.B) {
 		})
 		unit(u.stop)
 	}
+}
+
+// withoutNetfilter writes a copy of a profile without its [[nat]],
+// [[port_forward]], [[mark]] and [netfilter] tables.
+func withoutNetfilter(b *testing.B, profile string) string {
+	src, err := os.ReadFile(profile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	skip := false
+	for _, l := range strings.Split(string(src), "\n") {
+		if strings.HasPrefix(l, "[") {
+			skip = l == "[[nat]]" || l == "[[port_forward]]" || l == "[[mark]]" || l == "[netfilter]"
+		}
+		if !skip {
+			out = append(out, l)
+		}
+	}
+	p := filepath.Join(b.TempDir(), "profile.toml")
+	if err := os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
 
 // benchVM is a namespace with the VM's three links up with their addresses

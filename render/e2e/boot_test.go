@@ -31,10 +31,26 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // eth2, and end active (exited) once eth2 comes up, with routes, rules, NAT
 // and sysctls in place and the traffic flowing as in TestSeedScenario.
 func TestBootNspawn(t *testing.T) {
-	need(t, "systemd-nspawn", "nsenter")
+	need(t, "systemd-nspawn", "nsenter", "nft")
 	t.Parallel()
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			bootScenario(t, backend)
+		})
+	}
+}
+
+// bootScenario boots the dual-stack profile rendered for a netfilter
+// backend: iptables from a scratch root, nftables from a root with nft only.
+func bootScenario(t *testing.T, backend string) {
 	began := time.Now()
-	root := render(t, e2eProfile, "systemd", "")
+	var root string
+	if backend == "nftables" {
+		root, _ = renderRoot(t, e2eProfile, map[string]string{"usr/sbin/nft": ""})
+	} else {
+		root = render(t, e2eProfile, "systemd", "")
+	}
 	tp := newTopology(t, topoOpts{eth2Down: true, eth2DAD: true})
 
 	// What a unit that ran before the link is up would hit.
@@ -91,6 +107,12 @@ func TestBootNspawn(t *testing.T) {
 		"ip -6 route show":            {"default via 2001:db8:2::1 dev eth2 proto 241 metric 1"},
 		"iptables-save -t nat":        {"-A POSTROUTING -j NICPERSIST-POSTROUTING", "-A NICPERSIST-POSTROUTING -s 172.22.5.128/26 -o eth2 -j MASQUERADE"},
 		"ip6tables-save -t nat":       {"-A POSTROUTING -j NICPERSIST-POSTROUTING", "-A NICPERSIST-POSTROUTING -s 2001:db8:3::/64 -o eth2 -j SNAT --to-source 2001:db8:2::100"},
+	}
+	if backend == "nftables" {
+		delete(want, "iptables-save -t nat")
+		delete(want, "ip6tables-save -t nat")
+		want["nft list table inet nicpersist"] = []string{`ip saddr 172.22.5.128/26 oifname "eth2" masquerade comment "nat[0]"`,
+			`ip6 saddr 2001:db8:3::/64 oifname "eth2" snat ip6 to 2001:db8:2::100 comment "nat[1]"`}
 	}
 	for cmd, lines := range want {
 		out := run(t, "ip", append([]string{"netns", "exec", tp.vm}, strings.Fields(cmd)...)...)

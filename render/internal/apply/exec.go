@@ -45,7 +45,8 @@ func (e *PartError) Error() string {
 func (x *executor) run(p Plan, stopOnError bool) error {
 	var part []error
 	failed := map[plan.Family]bool{}
-	for _, s := range p.Steps {
+	for i := 0; i < len(p.Steps); i++ {
+		s := p.Steps[i]
 		if s.Record != nil {
 			if err := x.record(*s.Record); err != nil {
 				return err
@@ -55,6 +56,18 @@ func (x *executor) run(p Plan, stopOnError bool) error {
 			continue
 		}
 		o := *s.Op
+		if o.Kind == opNATRemove {
+			// Removals of one family that follow each other with no record
+			// between run as one iptables-restore.
+			chains := []unitfiles.XChain{o.Chain}
+			for i+1 < len(p.Steps) && p.Steps[i+1].Record == nil && p.Steps[i+1].Op != nil &&
+				p.Steps[i+1].Op.Kind == opNATRemove && p.Steps[i+1].Op.Family == o.Family {
+				i++
+				chains = append(chains, p.Steps[i].Op.Chain)
+			}
+			x.natRemove(o.Family, chains...)
+			continue
+		}
 		if o.Kind.netfilter() && failed[o.Family] {
 			continue
 		}

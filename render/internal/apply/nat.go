@@ -65,12 +65,30 @@ func (r *executor) natRestore(f plan.Family, rules []byte) error {
 	if _, err := exec.LookPath(cmd + "-restore"); err != nil {
 		return fmt.Errorf("%s-restore is not installed (install the iptables package, or render with [netfilter] backend = \"nftables\"): %w", cmd, err)
 	}
-	if err := r.xtables(cmd+"-restore", rules, false, "--noflush"); err != nil {
+	// The jumps the save does not show go into the same input, after the
+	// chains: one process instead of a -C and an -I per chain.
+	v := r.view(f)
+	in := rules
+	declared := unitfiles.DeclaredChains(rules)
+	if v != nil {
+		in = append([]byte(nil), rules...)
+		if len(in) > 0 && in[len(in)-1] != '\n' {
+			in = append(in, '\n')
+		}
+		for _, k := range declared {
+			if c, _ := unitfiles.ChainByKey(k); v.jumps[k] == 0 {
+				in = fmt.Appendf(in, "*%s\n-I %s 1 -j %s\nCOMMIT\n", c.Table, c.Hook, c.Name)
+			}
+		}
+	}
+	if err := r.xtables(cmd+"-restore", in, false, "--noflush"); err != nil {
+		delete(r.xtViews, f) // part of it may have been applied: ask again
 		return fmt.Errorf("%s-restore --noflush %s: %w", cmd, filepath.Join(r.Dir, unitfiles.NATName(f)), err)
 	}
-	if v := r.view(f); v != nil {
-		for _, k := range unitfiles.DeclaredChains(rules) {
+	if v != nil {
+		for _, k := range declared {
 			v.chains[k] = true
+			v.jumps[k] = max(v.jumps[k], 1)
 		}
 	}
 	return nil
@@ -146,38 +164,48 @@ func (r *executor) natJump(f plan.Family, c unitfiles.XChain) error {
 	return nil
 }
 
-// natRemove deletes every jump to a chain, then the chain; what is not
-// there is no error. Where iptables-save showed the chain, one
-// iptables-restore does it all.
-func (r *executor) natRemove(f plan.Family, c unitfiles.XChain) {
+// natRemove deletes every jump to each chain, then the chain; what is not
+// there is no error. Where iptables-save showed them, one iptables-restore
+// does it all.
+func (r *executor) natRemove(f plan.Family, chains ...unitfiles.XChain) {
 	cmd := f.IPTables()
 	if _, err := exec.LookPath(cmd); err != nil {
 		return
 	}
 	if v := r.view(f); v != nil {
-		if !v.chains[c.Key()] && v.jumps[c.Key()] == 0 {
+		var b strings.Builder
+		for _, c := range chains {
+			k := c.Key()
+			if !v.chains[k] && v.jumps[k] == 0 {
+				continue
+			}
+			b.WriteString("*" + c.Table + "\n")
+			for i := 0; i < v.jumps[k]; i++ {
+				b.WriteString("-D " + c.Hook + " -j " + c.Name + "\n")
+			}
+			if v.chains[k] {
+				b.WriteString("-F " + c.Name + "\n-X " + c.Name + "\n")
+			}
+			b.WriteString("COMMIT\n")
+		}
+		if b.Len() == 0 {
 			return
 		}
-		var b strings.Builder
-		b.WriteString("*" + c.Table + "\n")
-		for i := 0; i < v.jumps[c.Key()]; i++ {
-			b.WriteString("-D " + c.Hook + " -j " + c.Name + "\n")
-		}
-		if v.chains[c.Key()] {
-			b.WriteString("-F " + c.Name + "\n-X " + c.Name + "\n")
-		}
-		b.WriteString("COMMIT\n")
 		if r.xtables(cmd+"-restore", []byte(b.String()), true, "--noflush") == nil {
-			delete(v.chains, c.Key())
-			delete(v.jumps, c.Key())
+			for _, c := range chains {
+				delete(v.chains, c.Key())
+				delete(v.jumps, c.Key())
+			}
 			return
 		}
 		delete(r.xtViews, f) // something else changed it: ask again
 	}
-	for i := 0; i < 100 && r.xtables(cmd, nil, true, "-t", c.Table, "-D", c.Hook, "-j", c.Name) == nil; i++ {
+	for _, c := range chains {
+		for i := 0; i < 100 && r.xtables(cmd, nil, true, "-t", c.Table, "-D", c.Hook, "-j", c.Name) == nil; i++ {
+		}
+		r.xtables(cmd, nil, true, "-t", c.Table, "-F", c.Name)
+		r.xtables(cmd, nil, true, "-t", c.Table, "-X", c.Name)
 	}
-	r.xtables(cmd, nil, true, "-t", c.Table, "-F", c.Name)
-	r.xtables(cmd, nil, true, "-t", c.Table, "-X", c.Name)
 }
 
 // nftLoad replaces nicpersist's nftables table in one transaction: the file

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,5 +176,46 @@ func TestParseSave(t *testing.T) {
 	// A jump with a match of its own is the user's, not nicpersist's.
 	if v.jumps["nat/NICPERSIST-POSTROUTING"] != 2 || v.jumps["mangle/NICPERSIST-PREROUTING"] != 1 {
 		t.Errorf("jumps %v", v.jumps)
+	}
+}
+
+// TestVersion1StateStops stops, with this binary, a namespace that the
+// nicpersist of state version 1 started: its SNAT chain and jump (as its
+// natRestore and natJump made them), a rule, and a state file with nat4.
+func TestVersion1StateStops(t *testing.T) {
+	t.Parallel()
+	if !inNetns(t) {
+		return
+	}
+	setupStartStop(t)
+	save := func() string {
+		out, err := exec.Command("iptables-save", "-t", "nat").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	before, nat := snapshot(t), save()
+	restore := exec.Command("iptables-restore", "--noflush")
+	restore.Stdin = strings.NewReader("*nat\n:NICPERSIST-POSTROUTING - [0:0]\n-A NICPERSIST-POSTROUTING -s 10.1.0.0/24 -o eth1 -j MASQUERADE\n-I POSTROUTING 1 -j NICPERSIST-POSTROUTING\nCOMMIT\n")
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore: %v\n%s", err, out)
+	}
+	ipc(t, "-4 rule add priority 1000 from 10.1.0.2/32 table 1000")
+	state := t.TempDir()
+	v1 := `{"version": 1, "nat4": true, "ip4": {"rules": ["` + rule1 + `"]}}`
+	if err := os.WriteFile(filepath.Join(state, stateFile), []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustStop(t, Config{Dir: t.TempDir(), State: state, Wait: time.Second})
+	asBefore(t, before, "a Stop of a version 1 state")
+	if got := save(); strings.Contains(got, "NICPERSIST") {
+		t.Errorf("after Stop of a version 1 state the nat table still has nicpersist's chain:\n%s\nbefore:\n%s", got, nat)
 	}
 }

@@ -114,8 +114,22 @@ func (b *builder) lintForwarding() {
 			b.c.p.Warnf(n.Origin, "NAT is configured but sysctl.%s = false: traffic from other hosts is not forwarded", key)
 		}
 	}
-	if b.fwd6 != nil && *b.fwd6 {
-		b.c.p.Warnf("sysctl.ipv6_forwarding", "forwarding makes the kernel ignore router advertisements on interfaces whose accept_ra is 1; set net.ipv6.conf.<if>.accept_ra = 2 where addresses or routes come from SLAAC")
+	for _, x := range b.p.Forwards {
+		fwd, key := b.fwd4, "ip_forward"
+		if x.Family == V6 {
+			fwd, key = b.fwd6, "ipv6_forwarding"
+		}
+		if fwd == nil || !*fwd {
+			b.c.p.Warnf(x.Origin, "a port forward to another host is forwarded traffic, but sysctl.%s is not true; set %s = true", key, key)
+		}
+	}
+	raSet := false // the profile took care of router advertisements
+	for _, it := range b.ifaces {
+		_, ok := it.ctl["accept_ra"]
+		raSet = raSet || ok
+	}
+	if b.fwd6 != nil && *b.fwd6 && !raSet {
+		b.c.p.Warnf("sysctl.ipv6_forwarding", "forwarding makes the kernel ignore router advertisements on interfaces whose accept_ra is 1; set sysctl = { accept_ra = 2 } on the [[interface]]s whose addresses or routes come from SLAAC")
 	}
 }
 

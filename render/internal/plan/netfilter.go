@@ -186,23 +186,27 @@ func (b *builder) marks(pr *profile.Profile) {
 	}
 }
 
-// ifSysctls are the per-interface net.ipv4.conf.<if>.* keys a profile may
-// set, with the values the kernel accepts.
+// ifSysctls are the per-interface net.ipv4.conf.<if>.* keys (and IPv6's
+// accept_ra) a profile may set, with the values the kernel accepts.
 var ifSysctls = []struct {
 	key    string
 	get    func(*profile.IfSysctl) profile.Opt[int64]
 	lo, hi int64
 	extra  int64 // another accepted value, -1 for none
+	family Family
 }{
-	{"accept_local", func(s *profile.IfSysctl) profile.Opt[int64] { return s.AcceptLocal }, 0, 1, -1},
-	{"accept_redirects", func(s *profile.IfSysctl) profile.Opt[int64] { return s.AcceptRedirects }, 0, 1, -1},
-	{"arp_announce", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpAnnounce }, 0, 2, -1},
-	{"arp_filter", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpFilter }, 0, 1, -1},
-	{"arp_ignore", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpIgnore }, 0, 3, 8},
-	{"proxy_arp", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ProxyARP }, 0, 1, -1},
-	{"route_localnet", func(s *profile.IfSysctl) profile.Opt[int64] { return s.RouteLocalnet }, 0, 1, -1},
-	{"rp_filter", func(s *profile.IfSysctl) profile.Opt[int64] { return s.RPFilter }, 0, 2, -1},
-	{"send_redirects", func(s *profile.IfSysctl) profile.Opt[int64] { return s.SendRedirects }, 0, 1, -1},
+	{"accept_local", func(s *profile.IfSysctl) profile.Opt[int64] { return s.AcceptLocal }, 0, 1, -1, V4},
+	{"accept_redirects", func(s *profile.IfSysctl) profile.Opt[int64] { return s.AcceptRedirects }, 0, 1, -1, V4},
+	{"arp_announce", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpAnnounce }, 0, 2, -1, V4},
+	{"arp_filter", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpFilter }, 0, 1, -1, V4},
+	{"arp_ignore", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ArpIgnore }, 0, 3, 8, V4},
+	{"proxy_arp", func(s *profile.IfSysctl) profile.Opt[int64] { return s.ProxyARP }, 0, 1, -1, V4},
+	{"route_localnet", func(s *profile.IfSysctl) profile.Opt[int64] { return s.RouteLocalnet }, 0, 1, -1, V4},
+	{"rp_filter", func(s *profile.IfSysctl) profile.Opt[int64] { return s.RPFilter }, 0, 2, -1, V4},
+	{"send_redirects", func(s *profile.IfSysctl) profile.Opt[int64] { return s.SendRedirects }, 0, 1, -1, V4},
+	// Forwarding makes the kernel ignore router advertisements where
+	// accept_ra is 1; 2 keeps them.
+	{"accept_ra", func(s *profile.IfSysctl) profile.Opt[int64] { return s.AcceptRA }, 0, 2, -1, V6},
 }
 
 // ifSysctl reads an interface's sysctl table into it.ctl, key -> value.
@@ -222,7 +226,7 @@ func (b *builder) ifSysctl(p string, it *iface, s profile.IfSysctl) {
 			if k.extra >= 0 {
 				more = fmt.Sprintf(" or %d", k.extra)
 			}
-			b.c.p.Errorf(path, "%d is out of range; net.ipv4.conf.<if>.%s takes %d-%d%s", o.V, k.key, k.lo, k.hi, more)
+			b.c.p.Errorf(path, "%d is out of range; net.ipv%d.conf.<if>.%s takes %d-%d%s", o.V, k.family, k.key, k.lo, k.hi, more)
 			continue
 		}
 		if it.ctl == nil {

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"strconv"
+
 	"github.com/nicpersist/nicpersist/render/internal/profile"
 )
 
@@ -49,7 +51,7 @@ func (b *builder) sysctls() {
 		}
 		for _, k := range ifSysctls {
 			if c, ok := it.ctl[k.key]; ok {
-				add(confKey(it.name, k.key), c.value, c.origin)
+				add(familyConfKey(k.family, it.name, k.key), c.value, c.origin)
 			}
 		}
 	}
@@ -57,13 +59,17 @@ func (b *builder) sysctls() {
 
 // confKey builds net.ipv4.conf.<if>.<key>; a name with '.' (a VLAN such as
 // eth0.100) needs the '/' form, as sysctl.d(5) says.
-func confKey(name, key string) string {
+func confKey(name, key string) string { return familyConfKey(V4, name, key) }
+
+// familyConfKey builds net.ipv4.conf.<if>.<key> or net.ipv6.conf.<if>.<key>.
+func familyConfKey(f Family, name, key string) string {
+	ip := "ipv" + strconv.Itoa(int(f))
 	for _, r := range name {
 		if r == '.' {
-			return "net/ipv4/conf/" + name + "/" + key
+			return "net/" + ip + "/conf/" + name + "/" + key
 		}
 	}
-	return "net.ipv4.conf." + name + "." + key
+	return "net." + ip + ".conf." + name + "." + key
 }
 
 func boolDigit(v bool) string {

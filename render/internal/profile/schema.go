@@ -45,8 +45,9 @@ type Interface struct {
 	Sysctl       IfSysctl    `toml:"sysctl"`
 }
 
-// IfSysctl is the per-interface net.ipv4.conf.<if>.* keys that rc.local
-// recipes for multi-NIC hosts set beside their routes.
+// IfSysctl is the per-interface net.ipv4.conf.<if>.* keys (and IPv6's
+// accept_ra) that rc.local recipes for multi-NIC hosts set beside their
+// routes.
 type IfSysctl struct {
 	ArpAnnounce     Opt[int64] `toml:"arp_announce"`
 	ArpIgnore       Opt[int64] `toml:"arp_ignore"`
@@ -57,6 +58,7 @@ type IfSysctl struct {
 	SendRedirects   Opt[int64] `toml:"send_redirects"`
 	AcceptRedirects Opt[int64] `toml:"accept_redirects"`
 	RouteLocalnet   Opt[int64] `toml:"route_localnet"`
+	AcceptRA        Opt[int64] `toml:"accept_ra"` // net.ipv6.conf.<if>.accept_ra
 }
 
 // Netfilter says how NAT, port forwards, marks and forward accepts are

@@ -231,7 +231,10 @@ func nftChains(p *plan.Plan) []NFTChain {
 		}
 		set := fmt.Sprintf("meta mark set 0x%08x", m.Mark)
 		if m.Mask != 0xffffffff {
-			set = fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^m.Mask, m.Mark)
+			// (mark & ~mask) | value, with the and-mask as nft lists it
+			// (the value's bits set in it change nothing), so that verify
+			// finds the listing equal to the file.
+			set = fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", ^m.Mask|m.Mark, m.Mark)
 		}
 		mark.Rules = append(mark.Rules, strings.Join(sel, " ")+" "+set+comment(m.Origin))
 	}

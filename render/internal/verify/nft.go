@@ -153,23 +153,47 @@ func readNFT() (string, error) {
 	return out.String(), nil
 }
 
+// renderedNFT is the plan's nftables file as render writes it.
+func renderedNFT(p *plan.Plan) ([]byte, error) {
+	files, err := unitfiles.Render(p, plan.BackendNFTables)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if f.Name == unitfiles.NFTName {
+			return f.Body, nil
+		}
+	}
+	return nil, errors.New("the plan renders no nftables table")
+}
+
+// priorityNames are the standard priorities nft lists by name (nft 0.9.1
+// and later), for the hooks render uses them on.
+var priorityNames = strings.NewReplacer(
+	"type nat hook postrouting priority 100;", "type nat hook postrouting priority srcnat;",
+	"type nat hook prerouting priority -100;", "type nat hook prerouting priority dstnat;",
+	"type filter hook prerouting priority -150;", "type filter hook prerouting priority mangle;",
+	"type filter hook forward priority 0;", "type filter hook forward priority filter;",
+)
+
+// predictNFT is the plan's table as nft is expected to list it: the
+// rendered file with the priorities named.
+func predictNFT(p *plan.Plan) (string, error) {
+	text, err := renderedNFT(p)
+	if err != nil {
+		return "", err
+	}
+	return priorityNames.Replace(string(text)), nil
+}
+
 // canonNFT is the plan's table as this machine's nft lists it: loaded into
 // a network namespace of its own (unshare -n), which goes with the
 // process, so that what nft prints differently from what render wrote
 // (priority names, merged masks) compares equal.
 func canonNFT(p *plan.Plan) (string, error) {
-	files, err := unitfiles.Render(p, plan.BackendNFTables)
+	text, err := renderedNFT(p)
 	if err != nil {
 		return "", err
-	}
-	var text []byte
-	for _, f := range files {
-		if f.Name == unitfiles.NFTName {
-			text = f.Body
-		}
-	}
-	if text == nil {
-		return "", errors.New("the plan renders no nftables table")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
 		return "", noNFT(err)

@@ -108,13 +108,28 @@ func Read(p *plan.Plan, backend string, ahead ...*Save) (*Kernel, error) {
 			s.Stop()
 		}
 	}()
+	for _, f := range unitfiles.Families {
+		if s := saves[f]; s != nil && s.fail != nil {
+			return nil, s.fail // not installed: nothing else is worth reading
+		}
+	}
 	var err error
 	if backend == plan.BackendNFTables && p.NeedsNetfilter() {
-		if k.NFTWant, err = canonNFT(p); err != nil {
-			return nil, err
-		}
 		if k.NFT, err = readNFT(); err != nil {
 			return nil, err
+		}
+		// The rendered file reads as nft lists it but for the priorities'
+		// names, so an unchanged table compares equal at once; only when it
+		// does not, the rendered table is listed by this nft (in a scratch
+		// namespace, which costs tens of milliseconds or more), lest a
+		// difference of printing be taken for drift.
+		if k.NFTWant, err = predictNFT(p); err != nil {
+			return nil, err
+		}
+		if k.NFT != "" && len(compareNFT(k.NFTWant, k.NFT)) > 0 {
+			if k.NFTWant, err = canonNFT(p); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if k.Names, k.Index, err = apply.LinkNames(); err != nil {
