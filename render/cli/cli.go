@@ -101,6 +101,10 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 type common struct {
 	profile string
 	root    string
+	// noFacts skips reading what the root already holds (rt_tables, rule
+	// files, the distribution), which only render's target and warnings
+	// use: verify reads the profile for what it says, and runs often.
+	noFacts bool
 }
 
 func (c *common) register(fl *pflag.FlagSet) {
@@ -181,13 +185,17 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 	if d := profile.Decode(src, l.problems); d != nil {
 		l.plan = plan.Build(d, l.problems)
 	}
-	if l.plan != nil {
+	if l.plan != nil && !c.noFacts {
 		l.facts = sysroot.Read(root)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
 		l.backend = distro.ChooseBackend(l.facts, l.plan)
 		for _, w := range l.backend.Warnings {
 			l.problems.Warnf(w.Key, "%s", w.Msg)
 		}
+	} else if l.plan != nil {
+		// verify must compare against the backend render chose for this
+		// root; its warnings are render's.
+		l.backend = distro.ChooseBackend(sysroot.ReadNetfilter(root), l.plan)
 	}
 	for _, p := range l.problems.Sorted() {
 		fmt.Fprintln(stderr, p)

@@ -20,7 +20,7 @@ type jsonVerify struct {
 // runVerify compares the running kernel (this network namespace) with what
 // the profile says must hold. It reads only; it needs no rendered file.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	var c common
+	c := common{noFacts: true}
 	var asJSON bool
 	fl := pflag.NewFlagSet("verify", pflag.ContinueOnError)
 	c.register(fl)

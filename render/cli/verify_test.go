@@ -168,9 +168,27 @@ func TestVerifySeed(t *testing.T) {
 		t.Errorf("before apply start, verify found only %q", got)
 	}
 	start(t)
+	// Verify only reads: the namespace is the same before and after.
+	snapshot := func() string {
+		var b strings.Builder
+		for _, c := range [][]string{{"ip", "-4", "rule"}, {"ip", "-6", "rule"}, {"ip", "-4", "route", "show", "table", "all"},
+			{"ip", "-6", "route", "show", "table", "all"}, {"iptables-save", "-t", "nat"},
+			{"sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.eth1.rp_filter", "net.ipv4.conf.eth2.rp_filter", "net.ipv4.conf.eth3.rp_filter"}} {
+			for _, l := range strings.Split(nsRun(t, ns, c[0], c[1:]...), "\n") {
+				if !strings.HasPrefix(l, "# ") { // iptables-save's dated comments
+					b.WriteString(l + "\n")
+				}
+			}
+		}
+		return b.String()
+	}
+	before := snapshot()
 	out, errOut, code := nsVerify(t, ns, self, "--profile", prof)
 	if code != ExitOK || out != "in sync\n" || errOut != "" {
 		t.Fatalf("after apply start: verify exit %d, stdout %q, stderr %q; want 0, \"in sync\"", code, out, errOut)
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("verify changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	out, _, _ = nsVerify(t, ns, self, "--profile", prof, "--json")
 	if out != "{\n  \"in_sync\": true,\n  \"differences\": []\n}\n" {

@@ -204,6 +204,13 @@ func osRelease(t Tree) map[string]string {
 	return out
 }
 
+// ReadNetfilter gathers only the Facts that choose the netfilter backend:
+// os-release and Netfilter. It is for verify, which reads nothing else of
+// the root.
+func ReadNetfilter(t Tree) Facts {
+	return Facts{OSRelease: osRelease(t), Netfilter: readNetfilter(t)}
+}
+
 // sbin returns whether a command is installed in sbin or bin, merged /usr
 // or not.
 func sbin(t Tree, cmd string) bool {
