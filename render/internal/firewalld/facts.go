@@ -115,6 +115,12 @@ func Read(t Tree) Facts {
 	return f
 }
 
+// Enabled says firewalld starts at boot in the root, as Read does.
+func Enabled(t Tree) bool {
+	on, _ := enabled(t)
+	return on
+}
+
 // enabled follows systemd: a masked unit never starts; a wants link
 // enables it; without one, a preset enables it only on a first boot (no
 // machine-id yet), when systemd applies presets.

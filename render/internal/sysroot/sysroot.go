@@ -105,9 +105,6 @@ func Read(t Tree) Facts {
 		Firewalld:      firewalld.Read(t),
 		Netfilter:      readNetfilter(t),
 	}
-	// One answer to "is firewalld enabled", firewalld's: it also knows
-	// masking and first-boot presets.
-	f.Netfilter.Firewalld = f.Firewalld.Enabled
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
 			f.System.ParseRTTables(string(b), "/"+p)
@@ -235,9 +232,11 @@ func enabled(t Tree, unit string) bool {
 
 func readNetfilter(t Tree) Netfilter {
 	n := Netfilter{
-		NFT:          sbin(t, "nft"),
-		IPTables:     sbin(t, "iptables"),
-		Firewalld:    enabled(t, "firewalld.service"),
+		NFT:      sbin(t, "nft"),
+		IPTables: sbin(t, "iptables"),
+		// firewalld's own answer, which knows masking and first-boot
+		// presets, so that render's policy and the backend agree.
+		Firewalld:    firewalld.Enabled(t),
 		NFTablesUnit: enabled(t, "nftables.service"),
 		Docker:       sbin(t, "dockerd") || enabled(t, "docker.service"),
 	}
