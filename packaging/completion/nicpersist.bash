@@ -5,15 +5,19 @@ _nicpersist() {
 	local cur prev words cword
 	_init_completion || return
 
-	local cmds="render check apply uninstall verify version help"
+	local cmds="render check apply uninstall try import verify version help"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
 		return
 	fi
 
 	case $prev in
-	--profile)
+	--profile | --out)
 		_filedir toml
+		return
+		;;
+	--rc-local)
+		_filedir
 		return
 		;;
 	--root | --dir | --state)
@@ -21,14 +25,14 @@ _nicpersist() {
 		return
 		;;
 	--target)
-		COMPREPLY=($(compgen -W "auto rhel systemd" -- "$cur"))
+		COMPREPLY=($(compgen -W "auto rhel nm systemd" -- "$cur"))
 		return
 		;;
 	--rhel-stack)
 		COMPREPLY=($(compgen -W "auto network-scripts networkmanager" -- "$cur"))
 		return
 		;;
-	--wait)
+	--wait | --timeout)
 		return
 		;;
 	esac
@@ -38,6 +42,8 @@ _nicpersist() {
 	render) flags="--profile --root --target --rhel-stack --dry-run --diff --json --help" ;;
 	check) flags="--profile --root --help" ;;
 	uninstall) flags="--root --dry-run --json --help" ;;
+	try) flags="--profile --root --target --rhel-stack --timeout --confirm --help" ;;
+	import) flags="--rc-local --live --out --force --help" ;;
 	verify) flags="--profile --root --json --help" ;;
 	apply)
 		if [[ $cword -eq 2 ]]; then

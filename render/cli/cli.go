@@ -41,17 +41,22 @@ const usage = `nicpersist renders boot-persistent policy routing, NAT and sysctl
 multi-NIC machines from one TOML profile.
 
 Usage:
-  nicpersist render  [--profile FILE] [--root DIR] [--target auto|rhel|systemd]
+  nicpersist render  [--profile FILE] [--root DIR]
+                     [--target auto|rhel|nm|networkd|netplan|ifupdown|systemd]
                      [--rhel-stack auto|network-scripts|networkmanager]
                      [--dry-run] [--diff] [--json]
   nicpersist check   [--profile FILE] [--root DIR]
   nicpersist apply   start|stop [--dir DIR] [--state DIR] [--wait SECONDS]
   nicpersist uninstall [--root DIR] [--dry-run] [--json]
+  nicpersist try     [--profile FILE] [--root DIR] [--target T] [--timeout SECONDS]
+  nicpersist try     --confirm
+  nicpersist import  --rc-local FILE | --live [--out PROFILE [--force]]
   nicpersist verify  [--profile FILE] [--root DIR] [--json]
   nicpersist version
 
 Exit codes: 0 success, 1 runtime failure (I/O, permission), 2 invalid usage or profile,
-3 verify found drift.
+3 verify found drift; import: 3 the profile was written but is incomplete or invalid
+(see "nicpersist import --help").
 Run "nicpersist <command> --help" for a command's flags.
 `
 
@@ -77,6 +82,10 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		return runApply(args[1:], stdout, stderr)
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
+	case "try":
+		return runTry(args[1:], os.Stdin, stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "verify":
 		return runVerify(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -186,7 +195,7 @@ func load(c common, stderr io.Writer) (*loaded, int) {
 		l.plan = plan.Build(d, l.problems)
 	}
 	if l.plan != nil && !c.noFacts {
-		l.facts = sysroot.Read(root)
+		l.facts = sysroot.Read(root, l.plan.InterfaceNames()...)
 		l.plan.Warnings(l.facts.System, l.problems.Warnf)
 		l.backend = distro.ChooseBackend(l.facts, l.plan)
 		for _, w := range l.backend.Warnings {
@@ -281,7 +290,7 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	var dry, diff, asJSON bool
 	fl := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	c.register(fl)
-	fl.StringVar(&tgt, "target", "auto", "auto, rhel or systemd")
+	fl.StringVar(&tgt, "target", "auto", "auto, rhel, nm, networkd, netplan, ifupdown or systemd")
 	fl.StringVar(&stack, "rhel-stack", "auto", "for --target rhel: auto, network-scripts or networkmanager")
 	fl.BoolVar(&dry, "dry-run", false, "write nothing")
 	fl.BoolVar(&diff, "diff", false, "print a unified diff of what changes")
@@ -294,34 +303,9 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.root.Close()
-	choice, err := distro.Detect(l.facts, tgt, stack)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist render: %v\n", err)
-		return ExitInvalid
-	}
-	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
-	if l.plan.NeedsNetfilter() {
-		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
-		if fw := l.facts.Firewalld; fw.Enabled {
-			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
-		}
-	}
-	choice.Backend = l.backend.Name
-	choice.Firewalld = l.facts.Firewalld.Enabled
-	files, err := distro.Render(l.plan, choice, l.name)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
-		return ExitRuntime
-	}
-	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name)
-	if err != nil {
-		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
-		return ExitRuntime
-	}
-	files = distro.Sorted(append(files, fw...))
-	warnings := append(distro.Warnings(l.facts, choice, files), fwWarnings...)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	choice, files, warnings, code := renderFiles(l, "render", tgt, stack, stderr)
+	if files == nil {
+		return code
 	}
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
@@ -346,15 +330,18 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	if !dry && !write(l.root, changes, "render", stderr) {
 		return ExitRuntime
 	}
-	if !dry && l.root.Dir() == "/" {
-		var changed []string
-		for _, ch := range changes {
-			if ch.Changed() {
-				changed = append(changed, ch.Path)
+	if !dry {
+		nmReload(c.root, choice, changes, stderr)
+		if l.root.Dir() == "/" {
+			var changed []string
+			for _, ch := range changes {
+				if ch.Changed() {
+					changed = append(changed, ch.Path)
+				}
 			}
-		}
-		if note := distro.FirewallReload(changed); note != "" {
-			fmt.Fprintf(stderr, "nicpersist: %s\n", note)
+			if note := distro.FirewallReload(changed); note != "" {
+				fmt.Fprintf(stderr, "nicpersist: %s\n", note)
+			}
 		}
 	}
 	if asJSON {
@@ -363,6 +350,43 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	printChanges(stdout, changes, dry, !diff)
 	return ExitOK
+}
+
+// renderFiles chooses the target and renders its files, saying which target
+// and why, and printing the target's warnings; on failure files is nil and
+// code says how to exit.
+func renderFiles(l *loaded, verb, tgt, stack string, stderr io.Writer) (choice distro.Choice, files []distro.File, warnings []string, code int) {
+	choice, err := distro.Detect(l.facts, tgt, stack)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist %s: %v\n", verb, err)
+		return choice, nil, nil, ExitInvalid
+	}
+	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
+	if l.plan.NeedsNetfilter() {
+		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+		if fw := l.facts.Firewalld; fw.Enabled {
+			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
+		}
+	}
+	choice.Backend = l.backend.Name
+	choice.Firewalld = l.facts.Firewalld.Enabled
+	files, err = distro.Render(l.plan, choice, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return choice, nil, nil, ExitRuntime
+	}
+	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return choice, nil, nil, ExitRuntime
+	}
+	files = distro.Sorted(append(files, fw...))
+	warnings = append(distro.Warnings(l.facts, choice, files), distro.StackWarnings(l.plan, choice)...)
+	warnings = append(warnings, fwWarnings...)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+	}
+	return choice, files, warnings, ExitOK
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {

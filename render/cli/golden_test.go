@@ -30,9 +30,13 @@ const exampleProfile = "../../packaging/profile.example.toml"
 // goldenProfiles maps a golden case to a profile kept outside its directory.
 // A case not listed here renders testdata/<case>/profile.toml.
 var goldenProfiles = map[string]string{
-	"seed":           exampleProfile,
-	"centos7-legacy": exampleProfile,
-	"rhel9-nm":       exampleProfile,
+	"seed":                        exampleProfile,
+	"centos7-legacy":              exampleProfile,
+	"rhel9-nm":                    exampleProfile,
+	"nm-keyfile":                  exampleProfile,
+	"rhel8-ifcfg":                 "../e2e/testdata/dualstack.toml",
+	"nm-dualstack":                "../e2e/testdata/dualstack.toml",
+	"debian12-networkd-static-gw": exampleProfile,
 	// The same recipes for the iptables backend (iptables-legacy, Docker).
 	"iptables-recipes": "../../testdata/nft-recipes/profile.toml",
 }
@@ -100,7 +104,14 @@ func copyTree(t *testing.T, from, to string) {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(dst, b, fi.Mode().Perm())
+		perm := fi.Mode().Perm()
+		if strings.HasSuffix(p, ".nmconnection") {
+			// Git keeps only the executable bit, and NetworkManager reads
+			// a keyfile only when it is 0600: a checkout's 0644 is no
+			// real machine's.
+			perm = 0o600
+		}
+		return os.WriteFile(dst, b, perm)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func TestManPageDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("%s has no %s section", manPage, sec)
 		}
 	}
-	for _, cmd := range []string{"render", "check", "apply", "uninstall", "verify", "version"} {
+	for _, cmd := range []string{"render", "check", "apply", "uninstall", "try", "import", "verify", "version"} {
 		out, stderr, code := run(cmd, "--help")
 		if code != ExitOK || stderr != "" {
 			t.Errorf("%s --help: exit %d, stderr %q", cmd, code, stderr)

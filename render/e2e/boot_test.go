@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +150,10 @@ type container struct {
 	cmd  *exec.Cmd
 	pid1 int    // the container's PID 1, as a host pid
 	log  string // nspawn's and the container's console output
+	// shutdown powers the container off (SIGTERM to nspawn) and waits for
+	// it; the test's cleanup calls it too, and only the first call acts, so
+	// a test may stop it earlier (to boot again).
+	shutdown func()
 }
 
 // bootContainer boots the host's /usr with systemd as PID 1 in the VM's
@@ -176,8 +181,12 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 	if err := os.MkdirAll(upper, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(upper, "machine-id"), []byte(randHex(16)+"\n"), 0o444); err != nil {
-		t.Fatal(err)
+	// A root with a machine-id of its own keeps it from boot to boot, as a
+	// machine does (DHCP client ids derive from it).
+	if _, err := os.Stat(filepath.Join(root, "etc/machine-id")); err != nil {
+		if err := os.WriteFile(filepath.Join(upper, "machine-id"), []byte(randHex(16)+"\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
 	}
 	machine := nsPrefix + itoa(pidSelf) + "-" + randHex(3)
 	// The unit runs /usr/bin/nicpersist: this test binary, which is
@@ -221,7 +230,7 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() {
+	c.shutdown = sync.OnceFunc(func() {
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -236,6 +245,7 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 			t.Logf("container console:\n%s", tail(string(b), 60))
 		}
 	})
+	t.Cleanup(c.shutdown)
 
 	// The container's PID 1 is nspawn's child once it runs systemd. Before
 	// that nspawn has another child for a moment (the outer child that

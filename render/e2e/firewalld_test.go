@@ -126,7 +126,7 @@ func TestFirewalldBoot(t *testing.T) {
 	// place, firewalld's FORWARD chain rejects the client's traffic; SSH,
 	// to the VM itself, still works, and so does the port forward, which
 	// firewalld lets through as DNATed (ct status dnat).
-	c.exec(t, nil, "rm", "/"+policyRel)
+	c.execIn(t, nil, "rm", "/"+policyRel)
 	c.firewallCmd(t, "--reload")
 	if out := run(t, "ip", "netns", "exec", tp.vm, "nft", "list", "table", "inet", "nicpersist"); !strings.Contains(out, "masquerade") {
 		t.Fatalf("nicpersist's NAT is not there, so a failure below would prove nothing about firewalld:\n%s", out)
@@ -141,14 +141,14 @@ func TestFirewalldBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.exec(t, policy, "sh", "-c", "cat > /"+policyRel)
+	c.execIn(t, policy, "sh", "-c", "cat > /"+policyRel)
 	c.firewallCmd(t, "--reload")
 	flows("with the policy back")
 	t.Logf("firewalld boot test took %v", time.Since(began).Round(time.Millisecond))
 }
 
-// exec runs a command in the container's namespaces.
-func (c *container) exec(t *testing.T, stdin []byte, args ...string) string {
+// execIn runs a command in the container's namespaces, with stdin.
+func (c *container) execIn(t *testing.T, stdin []byte, args ...string) string {
 	t.Helper()
 	out, err := try(stdin, nil, "nsenter", append([]string{"-t", itoa(c.pid1), "-a"}, args...)...)
 	if err != nil {

@@ -198,7 +198,23 @@ func dial(ns, addr string, timeout time.Duration) (string, error) {
 // render renders profile into a new root for target (and rhel stack).
 func render(t testing.TB, profile, target, stack string) string {
 	t.Helper()
+	return renderOver(t, profile, target, stack, nil)
+}
+
+// renderOver is render into a root that first holds files (path relative
+// to the root: text), as a machine's own configuration.
+func renderOver(t testing.TB, profile, target, stack string, files map[string]string) string {
+	t.Helper()
 	root := t.TempDir()
+	for p, text := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	args := []string{"render", "--root", root, "--profile", profile, "--target", target}
 	if stack != "" {
 		args = append(args, "--rhel-stack", stack)

@@ -1,21 +1,27 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nicpersist/nicpersist/render/internal/keyfile"
 )
 
 type targetCase struct {
 	name, target, stack string
+	// nm is the NetworkManager version the root says (machineFiles).
+	nm string
 }
 
 var targets = []targetCase{
-	{"systemd", "systemd", ""},
-	{"rhel-network-scripts", "rhel", "network-scripts"},
-	{"rhel-networkmanager", "rhel", "networkmanager"},
+	{"systemd", "systemd", "", ""},
+	{"rhel-network-scripts", "rhel", "network-scripts", ""},
+	{"rhel-networkmanager", "rhel", "networkmanager", ""},
+	{"rhel-networkmanager-1.46", "rhel", "networkmanager", "1.46.0-1.el9"},
 }
 
 type profileCase struct {
@@ -47,7 +53,10 @@ func TestSeedScenario(t *testing.T) {
 func scenario(t *testing.T, p profileCase, tc targetCase) {
 	began := time.Now()
 	defer func() { t.Logf("took %v", time.Since(began).Round(time.Millisecond)) }()
-	root := render(t, p.path, tc.target, tc.stack)
+	root := renderOver(t, p.path, tc.target, tc.stack, machineFiles(tc))
+	if tc.target == "rhel" {
+		routeFilesInBatch(t, root, tc.stack == "networkmanager" && tc.nm == "")
+	}
 	u := readUnit(t, root)
 	state := filepath.Join(t.TempDir(), "state")
 	tp := newTopology(t, topoOpts{})
@@ -88,6 +97,17 @@ func scenario(t *testing.T, p profileCase, tc targetCase) {
 	// default route out of eth2 and SSH breaks; ExecStart, and ExecReload,
 	// repair it.
 	for _, f := range p.fams {
+		if rule, ok := ifcfgSourceRule(t, root, f); ok {
+			// NetworkManager holds the rule: activating the connection
+			// puts it back, and the unit leaves it alone.
+			run(t, "ip", append([]string{"-n", tp.vm, "-" + itoa(f.n), "rule", "del"}, strings.Fields(rule)...)...)
+			sshBroken(t, tp, f)
+			ifup(t, tp.vm, root, tc.stack, "eth1")
+			sshWorks(t, tp, f)
+			unitRun("ExecReload after NetworkManager restored the "+f.String()+" source rule", u.reload)
+			sameState(t, "NetworkManager restoring the "+f.String()+" source rule", s1, snapshot(t, tp.vm))
+			continue
+		}
 		for _, cmd := range []struct {
 			name string
 			argv [][]string
@@ -176,6 +196,51 @@ func scenario(t *testing.T, p profileCase, tc targetCase) {
 	}
 }
 
+// machineFiles is the interface configuration a machine of the target
+// has before nicpersist. Under network-scripts, and NetworkManager of a
+// known version, each NIC has its ifcfg file with IPV6INIT=yes, so the
+// stack reads both route files (and NetworkManager the ROUTING_RULE keys)
+// and the unit leaves them to it: the scenario then proves that what the
+// stack adds and what the unit adds make the policy together, and that
+// the unit's stop leaves the stack's. A NetworkManager root that says
+// nothing (no ifcfg file, no version) has the unit keep every route.
+func machineFiles(tc targetCase) map[string]string {
+	if tc.stack != "network-scripts" && tc.nm == "" {
+		return nil
+	}
+	files := map[string]string{}
+	if tc.nm != "" {
+		files["usr/lib64/NetworkManager/"+tc.nm+"/libnm-settings-plugin-ifcfg-rh.so"] = ""
+	}
+	for _, dev := range []string{"eth1", "eth2", "eth3"} {
+		files["etc/sysconfig/network-scripts/ifcfg-"+dev] = "DEVICE=" + dev + "\nONBOOT=yes\nIPV6INIT=yes\n"
+	}
+	return files
+}
+
+// routeFilesInBatch checks that the unit's batch files hold the route
+// files' routes exactly when the stack is not known to apply them
+// (machineFiles), so that each branch the scenario means to run is run.
+func routeFilesInBatch(t *testing.T, root string, want bool) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(root, "etc/sysconfig/network-scripts/route*-*"))
+	if len(files) == 0 {
+		t.Fatal("no route files rendered")
+	}
+	for _, file := range files {
+		n := "4"
+		if strings.Contains(filepath.Base(file), "route6-") {
+			n = "6"
+		}
+		batch := "\n" + strings.Join(fileLines(t, filepath.Join(root, "etc/nicpersist/ip"+n+".batch")), "\n") + "\n"
+		for _, l := range fileLines(t, file) {
+			if got := strings.Contains(batch, "\nroute replace "+l+" proto 241\n"); got != want {
+				t.Errorf("%s: %q in ip%s.batch: %v, want %v", filepath.Base(file), l, n, got, want)
+			}
+		}
+	}
+}
+
 // sysctlD applies the rendered sysctl.d file inside ns as systemd-sysctl does
 // at boot (procps' sysctl -p where systemd-sysctl is missing).
 func sysctlD(t *testing.T, ns, root string) {
@@ -194,7 +259,8 @@ func sysctlD(t *testing.T, ns, root string) {
 // stacks do when an interface comes up: network-scripts' ifup-routes runs
 // `ip route add <line>` and `ip rule add <line>` for route-, route6-, rule-
 // and rule6- and ignores failures such as "File exists"; NetworkManager's
-// ifcfg-rh reads route- and route6- only and adds them with proto static.
+// ifcfg-rh reads route- and route6- only and adds them with proto static,
+// and the rules of the ifcfg file's ROUTING_RULE keys.
 func ifup(t *testing.T, ns, root, stack string, devs ...string) {
 	t.Helper()
 	dir := filepath.Join(root, "etc/sysconfig/network-scripts")
@@ -222,7 +288,58 @@ func ifup(t *testing.T, ns, root, stack string, devs ...string) {
 				}
 			}
 		}
+		if stack != "networkmanager" {
+			continue
+		}
+		for _, r := range ifcfgRules(t, root, dev) {
+			args := append([]string{"-n", ns, "-" + itoa(r.fam.n), "rule", "add"}, strings.Fields(r.args)...)
+			if out, err := try(nil, nil, "ip", args...); err != nil && !strings.Contains(out, "File exists") {
+				t.Errorf("ifcfg-%s: ip %s: %v: %s", dev, strings.Join(args, " "), err, out)
+			}
+		}
 	}
+}
+
+type ifcfgRule struct {
+	fam  family
+	args string
+}
+
+// ifcfgRules are the ROUTING_RULE_n (IPv4) and ROUTING_RULE6_n (IPv6)
+// values of ifcfg-<dev> under the render root.
+func ifcfgRules(t *testing.T, root, dev string) []ifcfgRule {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "etc/sysconfig/network-scripts/ifcfg-"+dev))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := keyfile.ParseVars(b)
+	var out []ifcfgRule
+	for _, k := range v.Keys() {
+		val, _ := v.Get(k)
+		switch {
+		case strings.HasPrefix(k, "ROUTING_RULE6_"):
+			out = append(out, ifcfgRule{v6, val})
+		case strings.HasPrefix(k, "ROUTING_RULE_"):
+			out = append(out, ifcfgRule{v4, val})
+		}
+	}
+	return out
+}
+
+// ifcfgSourceRule is eth1's source rule of family f when it is a
+// ROUTING_RULE key (NetworkManager holds it), not a line of the unit's.
+func ifcfgSourceRule(t *testing.T, root string, f family) (string, bool) {
+	t.Helper()
+	for _, r := range ifcfgRules(t, root, "eth1") {
+		if r.fam.n == f.n && strings.Contains(" "+r.args+" ", " from "+f.eth1+"/") {
+			return r.args, true
+		}
+	}
+	return "", false
 }
 
 // delSourceRule deletes the rule that sends replies from eth1's address to

@@ -42,6 +42,12 @@ type topology struct {
 type topoOpts struct {
 	eth2Down bool // leave the VM's eth2 down (the boot test brings it up late)
 	eth2DAD  bool // let eth2's IPv6 address go through duplicate address detection
+	// bare leaves the VM's links without addresses or routes, as a boot
+	// finds them: the network stack under test configures them. They are
+	// down (NetworkManager brings them up) unless bareUp is set too
+	// (stack_test.go's stacks).
+	bare   bool
+	bareUp bool
 }
 
 // newTopology builds the namespaces, links, addresses, gateways and servers,
@@ -102,6 +108,13 @@ func newTopology(t *testing.T, o topoOpts) *topology {
 	vm = append(vm, "addr add 2001:db8:2::100/64 dev eth2")
 	if !o.eth2Down {
 		vm = append(vm, "link set dev eth2 up")
+	}
+	if o.bare {
+		vm = []string{"link set dev lo up"}
+		if o.bareUp {
+			vm = append(vm, "link set dev eth1 up", "link set dev eth2 up", "link set dev eth3 up")
+		}
+		vm = append(vm, "rule add priority 500 from 10.99.0.0/16 table main")
 	}
 	ipBatch(t, tp.vm, vm...)
 	run(t, "ip", "-n", tp.vm, "-6", "rule", "add", "priority", "500", "from", "2001:db8:99::/48", "table", "main")

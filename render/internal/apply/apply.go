@@ -98,3 +98,14 @@ func Stop(c Config) error {
 	}
 	return x.run(planStop(st), false)
 }
+
+// Applied says whether the state in dir records anything a start applied:
+// what `nicpersist try` must put back on a revert by starting again, rather
+// than by stopping. A missing directory has nothing applied.
+func Applied(dir string) (bool, error) {
+	st, _, err := loadState(dir)
+	if err != nil {
+		return false, err
+	}
+	return !st.Empty(), nil
+}

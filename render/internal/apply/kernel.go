@@ -129,13 +129,15 @@ func dumpRoutes(f plan.Family) ([]kroute, error) {
 // of two routes with the same table, prefix and metric (ip route
 // prepend/append), the first is the one used.
 type KernelRoute struct {
-	Table  uint32
-	Dst    netip.Prefix
-	Metric uint32
-	Proto  uint8
-	Type   uint8 // RTN_UNICAST, RTN_BLACKHOLE, ...
-	TOS    uint8
-	Flags  uint32 // RTNH_F_*: linkdown, dead
+	Table   uint32
+	Dst     netip.Prefix
+	Metric  uint32
+	Proto   uint8
+	Type    uint8 // RTN_UNICAST, RTN_BLACKHOLE, ...
+	TOS     uint8
+	Scope   uint8      // RT_SCOPE_*: 254 host, 253 link, 0 universe
+	PrefSrc netip.Addr // `src`: what import cannot carry
+	Flags   uint32     // RTNH_F_*: linkdown, dead
 	// The nexthop of a single-path route; zero for a multipath one.
 	Nexthop
 	Multipath []Nexthop
@@ -181,7 +183,7 @@ func DumpRoutes(f plan.Family) ([]KernelRoute, error) {
 		if int(m.Data[0]) != fam {
 			continue
 		}
-		r := KernelRoute{Table: uint32(m.Data[4]), Proto: m.Data[5], TOS: m.Data[3], Type: m.Data[7],
+		r := KernelRoute{Table: uint32(m.Data[4]), Proto: m.Data[5], TOS: m.Data[3], Scope: m.Data[6], Type: m.Data[7],
 			Flags: binary.NativeEndian.Uint32(m.Data[8:12])}
 		attrs, err := syscall.ParseNetlinkRouteAttr(m)
 		if err != nil {
@@ -200,6 +202,8 @@ func DumpRoutes(f plan.Family) ([]KernelRoute, error) {
 				if len(a.Value) == 4 {
 					r.Metric = binary.NativeEndian.Uint32(a.Value)
 				}
+			case syscall.RTA_PREFSRC:
+				r.PrefSrc, _ = netip.AddrFromSlice(a.Value)
 			case syscall.RTA_GATEWAY, rtaVia, syscall.RTA_OIF:
 				r.Nexthop.attr(a.Attr.Type, a.Value)
 			case rtaMultipath:
@@ -381,6 +385,9 @@ type links struct {
 	index map[string]int32       // name: ifindex
 	names map[int32]string       // ifindex: name (not an alternative one)
 	addrs map[int32][]netip.Addr // ifindex: addresses, without the tentative ones
+	// ifindex: global-scope addresses with their prefix length, tentative
+	// or not: what import writes as an interface's address
+	global map[int32][]netip.Prefix
 }
 
 // LinkNames reads the kernel's links: the name of each index, and the index
@@ -405,7 +412,7 @@ func readLinks() (*links, error) {
 }
 
 func dumpLinks() (*links, error) {
-	ls := &links{up: map[string]bool{}, index: map[string]int32{}, names: map[int32]string{}, addrs: map[int32][]netip.Addr{}}
+	ls := &links{up: map[string]bool{}, index: map[string]int32{}, names: map[int32]string{}, addrs: map[int32][]netip.Addr{}, global: map[int32][]netip.Prefix{}}
 	msgs, err := dump(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
 	if err != nil {
 		return nil, fmt.Errorf("netlink link dump: %w", err)
@@ -485,8 +492,33 @@ func (ls *links) readAddrs() error {
 		if addr.IsValid() && flags&syscall.IFA_F_TENTATIVE == 0 {
 			ls.addrs[idx] = append(ls.addrs[idx], addr)
 		}
+		if addr.IsValid() && m.Data[3] == syscall.RT_SCOPE_UNIVERSE {
+			ls.global[idx] = append(ls.global[idx], netip.PrefixFrom(addr, int(m.Data[1])))
+		}
 	}
 	return nil
+}
+
+// Link is a kernel link with its global-scope addresses, as import reads
+// it.
+type Link struct {
+	Name  string
+	Index int32
+	Addrs []netip.Prefix
+}
+
+// ReadLinks returns the links of the current network namespace.
+func ReadLinks() ([]Link, error) {
+	ls, err := readLinks()
+	if err != nil {
+		return nil, err
+	}
+	var out []Link
+	for idx, name := range ls.names {
+		out = append(out, Link{Name: name, Index: idx, Addrs: ls.global[idx]})
+	}
+	slices.SortFunc(out, func(a, b Link) int { return int(a.Index - b.Index) })
+	return out, nil
 }
 
 // Netlink attribute numbers the syscall package does not name.

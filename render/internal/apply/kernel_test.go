@@ -839,7 +839,7 @@ func TestDumpRoutesNexthops(t *testing.T) {
 	} {
 		got := find(tc.f, tc.table, tc.dst)
 		for i := range got {
-			got[i].Table, got[i].Dst, got[i].Proto, got[i].Flags = 0, netip.Prefix{}, 0, 0
+			got[i].Table, got[i].Dst, got[i].Proto, got[i].Flags, got[i].Scope = 0, netip.Prefix{}, 0, 0, 0
 		}
 		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
 			t.Errorf("DumpRoutes(%d), table %d, %s:\n\t%+v\nwant\n\t%+v", tc.f, tc.table, tc.dst, got, tc.want)

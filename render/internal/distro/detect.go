@@ -10,13 +10,21 @@ import (
 var rhelIDs = map[string]bool{"rhel": true, "centos": true, "rocky": true, "almalinux": true, "fedora": true, "ol": true, "scientific": true, "cloudlinux": true, "eurolinux": true, "navix": true}
 
 // Detect resolves --target and --rhel-stack against what the root holds.
-// target is "auto", RHEL or Systemd; stack is "auto", NetworkScripts or
-// NetworkManager.
+// target is "auto", RHEL, NM, Systemd, Networkd, Netplan or Ifupdown; stack is
+// "auto", NetworkScripts or NetworkManager.
 func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
+	c, err := detect(f, target, stack)
+	c.Root = f
+	return c, err
+}
+
+func detect(f sysroot.Facts, target, stack string) (Choice, error) {
 	switch target {
 	case "auto", RHEL, Systemd:
+	case NM, Networkd, Netplan, Ifupdown:
+		return Choice{Target: target, Reason: "--target " + target}, nil
 	default:
-		return Choice{}, fmt.Errorf("unknown target %q; use auto, %s or %s", target, RHEL, Systemd)
+		return Choice{}, fmt.Errorf("unknown target %q; use auto, %s, %s, %s, %s, %s or %s", target, RHEL, NM, Networkd, Netplan, Ifupdown, Systemd)
 	}
 	switch stack {
 	case "auto", NetworkScripts, NetworkManager:
@@ -27,6 +35,11 @@ func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 		return Choice{Target: Systemd, Reason: "--target systemd"}, nil
 	}
 	if target == "auto" {
+		// NetworkManager first: where it holds keyfile connections for the
+		// profile's interfaces it is the stack, on RHEL as on Debian.
+		if c, ok := detectNM(f); ok {
+			return c, nil
+		}
 		osr := f.OSRelease
 		id, like := osr["ID"], " "+osr["ID_LIKE"]+" "
 		isRHEL := rhelIDs[id] || strings.Contains(like, " rhel ") || strings.Contains(like, " fedora ") || strings.Contains(like, " centos ")
@@ -38,7 +51,10 @@ func Detect(f sysroot.Facts, target, stack string) (Choice, error) {
 		case len(osr) == 0:
 			return Choice{Target: Systemd, Reason: "no etc/os-release under the root; the systemd target works on any systemd distribution"}, nil
 		case !isRHEL:
-			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s is not in the RHEL family", name)}, nil
+			if c, ok := detectStack(f, name); ok {
+				return c, nil
+			}
+			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s is not in the RHEL family and %s", name, noStack)}, nil
 		case !f.ScriptsDir && !f.IfcfgPlugin:
 			return Choice{Target: Systemd, Reason: fmt.Sprintf("%s has neither %s nor NetworkManager's ifcfg-rh plugin", name, ScriptsDir)}, nil
 		case f.VersionMajor() >= 10 && !f.IfcfgPlugin:

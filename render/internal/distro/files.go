@@ -21,10 +21,14 @@ const (
 	Block
 	// Symlink is a symbolic link whose target is Link.
 	Symlink
+	// Keyfile is a key file the stack itself may rewrite (a NetworkManager
+	// connection): Data is the whole new file, Keys the keys in it that
+	// nicpersist set, which the manifest records.
+	Keyfile
 )
 
 func (k Kind) String() string {
-	return [...]string{"file", "block", "link"}[k]
+	return [...]string{"file", "block", "link", "keys"}[k]
 }
 
 // File is one rendered path, relative to the root.
@@ -34,6 +38,15 @@ type File struct {
 	Data []byte // for Block, the lines between the markers
 	Mode fs.FileMode
 	Link string
+	// Keys are, for a Keyfile, the "group key=value" entries nicpersist set.
+	Keys []string
+	// Created says, for a Keyfile, that the render makes the file (a copy
+	// of a read-only vendor connection): uninstall removes it whole.
+	Created bool
+	// Drop are, for a Block file that lost its markers, the lines outside
+	// them that are nicpersist's own lines in the stack's words: they go
+	// before the block is added again.
+	Drop []string
 }
 
 // Header is the first line of every owned file.

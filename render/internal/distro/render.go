@@ -9,6 +9,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
+	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 	"github.com/nicpersist/nicpersist/render/internal/unitfiles"
 )
 
@@ -16,6 +17,9 @@ import (
 const (
 	RHEL           = "rhel"
 	Systemd        = "systemd"
+	Networkd       = "networkd"
+	Netplan        = "netplan"
+	Ifupdown       = "ifupdown"
 	NetworkScripts = "network-scripts"
 	NetworkManager = "networkmanager"
 )
@@ -40,6 +44,9 @@ type Choice struct {
 	Backend string
 	// Firewalld says firewalld is enabled in the root.
 	Firewalld bool
+	// Root is what Detect read; the stack targets render against it (which
+	// .network file matches an interface, say).
+	Root sysroot.Facts
 }
 
 func (c Choice) String() string {
@@ -71,7 +78,16 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 		}
 		owned(SysctlConf, conf.String())
 	}
-	uf, err := unitfiles.Render(p, c.Backend)
+	// The stacks hold routes and rules themselves where they can; the unit
+	// applies only the rest, as the unit applying them beside the stack
+	// makes a second rule of the same priority, and its stop would delete
+	// what the stack owns.
+	nat, err := stackNative(p, c, h)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, nat.files...)
+	uf, err := unitfiles.Render(nat.rest(p), c.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -85,8 +101,16 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	out = append(out,
 		File{Path: UnitPath, Kind: Owned, Data: u, Mode: 0o644},
 		File{Path: WantsLink, Kind: Symlink, Link: "/" + UnitPath})
-	if c.Target == RHEL {
-		out = append(out, ifcfgFiles(p, c.Stack == NetworkScripts)...)
+	switch c.Target {
+	case RHEL:
+		files := ifcfgFiles(p, c)
+		if err := ifcfgChecks(p, c, files); err != nil {
+			return nil, err
+		}
+		out = append(out, files...)
+		out = append(out, ifcfgRuleFiles(p, c)...)
+	case NM:
+		out = append(out, nmFiles(p, c)...)
 	}
 	sortFiles(out)
 	return out, nil
@@ -147,7 +171,8 @@ func unitFile(header string, afterFirewalld bool) ([]byte, error) {
 // NetworkManager ignores route-<if> as soon as rule-<if> exists and applies
 // rule files only through a dispatcher script, so under it rules are the
 // unit's alone.
-func ifcfgFiles(p *plan.Plan, legacy bool) []File {
+func ifcfgFiles(p *plan.Plan, c Choice) []File {
+	legacy := c.Stack == NetworkScripts
 	body := map[string][]string{}
 	var order []string
 	add := func(path, line string) {
@@ -160,18 +185,18 @@ func ifcfgFiles(p *plan.Plan, legacy bool) []File {
 		if r.IsMainDefault() {
 			continue
 		}
-		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), r.Dev), r.Args())
+		add(fmt.Sprintf("%s/route%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, r.Dev)), r.Args())
 	}
 	if legacy {
 		for _, r := range p.Rules {
 			if home := ruleHome(p, r); home != "" {
-				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), home), r.Args())
+				add(fmt.Sprintf("%s/rule%s-%s", ScriptsDir, r.Family.Suffix(), routeFileName(c, home)), r.Args())
 			}
 		}
 	}
 	var out []File
 	for _, path := range order {
-		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644})
+		out = append(out, File{Path: path, Kind: Block, Data: lines(body[path]), Mode: 0o644, Drop: rewritten(c, path, body[path])})
 	}
 	return out
 }

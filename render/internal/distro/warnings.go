@@ -29,10 +29,16 @@ func BinaryWarning(f sysroot.Facts) string {
 // NetworkManager trap of a user's rule-<if> beside the route-<if> nicpersist
 // renders.
 func Warnings(root sysroot.Facts, c Choice, files []File) []string {
-	if c.Target != RHEL || c.Stack != NetworkManager {
+	if c.Target == NM {
+		return nmWarnings(c, files)
+	}
+	if c.Target != RHEL {
 		return nil
 	}
-	var out []string
+	out := ifcfgWarnings(c, files)
+	if c.Stack != NetworkManager {
+		return out
+	}
 	for _, f := range files {
 		dir, base, _ := strings.Cut(f.Path, ScriptsDir+"/")
 		if dir != "" || !strings.HasPrefix(base, "route") {

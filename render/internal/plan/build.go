@@ -18,7 +18,7 @@ type builder struct {
 	tableIDs map[uint32]string // id -> path that claimed it
 	names    map[string]uint32 // table name -> id
 	prios    map[[2]uint32]string
-	explicit map[uint32]bool // priorities [[rule]]s ask for, kept from auto-assignment
+	explicit map[uint32]bool // priorities [[rule]]s and interfaces ask for, kept from auto-assignment
 	tBase    uint32
 	pBase    uint32
 	nextTab  uint32
@@ -50,6 +50,11 @@ func Build(d *profile.Decoded, l *diag.List) *Plan {
 	for _, r := range pr.Rules {
 		if r.Priority.Set && r.Priority.Bad == nil && r.Priority.V > 0 && r.Priority.V <= maxPriority {
 			b.explicit[uint32(r.Priority.V)] = true
+		}
+	}
+	for _, it := range b.ifaces {
+		if it.prio != 0 {
+			b.explicit[it.prio] = true
 		}
 	}
 	b.expandInterfaces()

@@ -20,6 +20,7 @@ type iface struct {
 	table    uint32
 	tableSet bool
 	ctl      map[string]ifCtl // [interface.sysctl] key -> value
+	prio     uint32           // the source rule's priority; 0 = auto-assigned
 }
 
 func (i *iface) has(f Family) bool { return i.addr[f].IsValid() }
@@ -75,6 +76,16 @@ func (b *builder) interfaces(pr *profile.Profile) {
 				it.table, it.tableSet = id, true
 			}
 		}
+		if prio, ok := b.c.uint32In(p+".priority", in.Priority, 1, maxPriority); ok {
+			if !it.reply {
+				b.c.p.Errorf(p+".priority", "is only used with reply_via_self = true (it is the priority of the source rule); remove it or set reply_via_self")
+			} else {
+				it.prio = prio
+				if inReservedPrios(prio) {
+					b.c.p.Warnf(p+".priority", "%d is in the range amazon-ec2-net-utils uses (10000-13199)", prio)
+				}
+			}
+		}
 		if it.reply && !in.Gateway.Set && !in.Gateway6.Set {
 			b.c.p.Errorf(p+".reply_via_self", "needs a gateway (or gateway6): replies leave through the interface's own table, whose default route goes via that gateway")
 		}
@@ -115,9 +126,14 @@ func (b *builder) expandInterfaces() {
 				b.p.Routes = append(b.p.Routes,
 					Route{Family: f, To: it.addr[f].Masked(), Dev: it.name, Table: it.table, Origin: origin},
 					Route{Family: f, To: f.Default(), Via: it.gw[f], Dev: it.name, Table: it.table, Origin: origin})
-				if prio == 0 {
+				switch {
+				case it.prio != 0:
+					// Claimed per family, so a [[rule]] of either family
+					// that asks for it is reported.
+					prio = b.priority(it.path+".priority", f, it.prio)
+				case prio == 0:
 					prio = b.priority(origin, f, 0)
-				} else {
+				default:
 					b.prios[[2]uint32{uint32(f), prio}] = origin
 				}
 				a := it.addr[f].Addr()

@@ -314,3 +314,12 @@ func (p *Plan) TableName(id uint32) string {
 	}
 	return strconv.FormatUint(uint64(id), 10)
 }
+
+// InterfaceNames are the profile's interfaces, in profile order.
+func (p *Plan) InterfaceNames() []string {
+	out := make([]string, 0, len(p.Interfaces))
+	for _, l := range p.Interfaces {
+		out = append(out, l.Name)
+	}
+	return out
+}

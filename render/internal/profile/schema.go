@@ -42,6 +42,7 @@ type Interface struct {
 	ReplyViaSelf Opt[bool]   `toml:"reply_via_self"`
 	DefaultRoute Opt[bool]   `toml:"default_route"`
 	Table        Opt[int64]  `toml:"table"`
+	Priority     Opt[int64]  `toml:"priority"`
 	Sysctl       IfSysctl    `toml:"sysctl"`
 }
 

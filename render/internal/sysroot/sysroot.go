@@ -65,6 +65,18 @@ type Facts struct {
 	Firewalld firewalld.Facts
 	// Netfilter is what the root has and uses for packet filtering.
 	Netfilter Netfilter
+	// NM is what NetworkManager's keyfiles say about the profile's
+	// interfaces.
+	NM NMFacts
+	// Scripts holds the ifcfg-, route-, route6-, rule- and rule6- files of
+	// ScriptsDir by name, with their text.
+	Scripts map[string]string
+	// Blocks are the paths where the manifest says nicpersist keeps a
+	// managed block.
+	Blocks map[string]bool
+
+	// The Debian and Ubuntu stacks (networkd.go).
+	Stacks
 }
 
 // Netfilter is what decides nicpersist's netfilter backend, and what may
@@ -91,9 +103,10 @@ func (f Facts) VersionMajor() int {
 	return n
 }
 
-// Read gathers the Facts. What cannot be read counts as absent: the root of
-// an image being built may hold only part of a system.
-func Read(t Tree) Facts {
+// Read gathers the Facts about the root and the profile interfaces ifaces.
+// What cannot be read counts as absent: the root of an image being built may
+// hold only part of a system.
+func Read(t Tree, ifaces ...string) Facts {
 	f := Facts{
 		OSRelease:      osRelease(t),
 		ScriptsDir:     t.Exists(ScriptsDir),
@@ -104,6 +117,8 @@ func Read(t Tree) Facts {
 		RuleFiles:      map[string]bool{},
 		Firewalld:      firewalld.Read(t),
 		Netfilter:      readNetfilter(t),
+		NM:             readNM(t, ifaces),
+		Stacks:         readStacks(t),
 	}
 	for _, p := range []string{"etc/iproute2/rt_tables", "usr/share/iproute2/rt_tables", "usr/lib/iproute2/rt_tables"} {
 		if b, err := t.ReadFile(p); err == nil {
@@ -122,7 +137,24 @@ func Read(t Tree) Facts {
 			}
 		}
 	}
+	f.Scripts, f.Blocks = map[string]string{}, map[string]bool{}
 	names, _ := t.ReadDir(ScriptsDir)
+	for _, n := range names {
+		for _, pre := range []string{"ifcfg-", "route-", "route6-", "rule-", "rule6-"} {
+			if strings.HasPrefix(n, pre) && !ifcfgIgnored(n) {
+				if b, err := t.ReadFile(ScriptsDir + "/" + n); err == nil {
+					f.Scripts[n] = string(b)
+				}
+			}
+		}
+	}
+	if b, err := t.ReadFile(Manifest); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if p, ok := strings.CutPrefix(l, "block "); ok {
+				f.Blocks[p] = true
+			}
+		}
+	}
 	for _, n := range names {
 		if !strings.HasPrefix(n, "rule-") && !strings.HasPrefix(n, "rule6-") {
 			continue
@@ -213,6 +245,17 @@ func ReadNetfilter(t Tree) Facts {
 func sbin(t Tree, cmd string) bool {
 	for _, d := range []string{"usr/sbin/", "sbin/", "usr/bin/", "bin/"} {
 		if t.Exists(d + cmd) {
+			return true
+		}
+	}
+	return false
+}
+
+// ifcfgIgnored are the names that initscripts and NetworkManager's ifcfg-rh
+// reader skip in ScriptsDir: backups and package manager leftovers.
+func ifcfgIgnored(n string) bool {
+	for _, s := range []string{"~", ".bak", ".orig", ".rej", ".rpmnew", ".rpmsave", ".rpmorig", ".swp"} {
+		if strings.HasSuffix(n, s) {
 			return true
 		}
 	}

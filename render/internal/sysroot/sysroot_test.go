@@ -79,8 +79,9 @@ func TestReadStack(t *testing.T) {
 			if m := f.VersionMajor(); m != c.major {
 				t.Errorf("VersionMajor = %d, want %d", m, c.major)
 			}
-			// firewalld's facts have their own tests in its package.
-			f.OSRelease, f.RuleFiles, f.System, f.Firewalld = nil, nil, plan.System{}, firewalld.Facts{}
+			// NetworkManager's keyfiles have their own test (TestReadNM);
+			// firewalld's facts theirs in its package.
+			f.OSRelease, f.RuleFiles, f.System, f.NM, f.Scripts, f.Blocks, f.Firewalld = nil, nil, plan.System{}, NMFacts{}, nil, nil, firewalld.Facts{}
 			if !reflect.DeepEqual(f, c.want) {
 				t.Errorf("Read = %+v, want %+v", f, c.want)
 			}
