@@ -332,6 +332,17 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	}
 	if !dry {
 		nmReload(c.root, choice, changes, stderr)
+		if l.root.Dir() == "/" {
+			var changed []string
+			for _, ch := range changes {
+				if ch.Changed() {
+					changed = append(changed, ch.Path)
+				}
+			}
+			if note := distro.FirewallReload(changed); note != "" {
+				fmt.Fprintf(stderr, "nicpersist: %s\n", note)
+			}
+		}
 	}
 	if asJSON {
 		printJSON(stdout, jsonResult{jsonChanges: newJSONChanges(changes, dry), Target: choice.String(), Warnings: append([]string{}, warnings...)})
@@ -353,14 +364,25 @@ func renderFiles(l *loaded, verb, tgt, stack string, stderr io.Writer) (choice d
 	fmt.Fprintf(stderr, "nicpersist: target %s: %s\n", choice, choice.Reason)
 	if l.plan.NeedsNetfilter() {
 		fmt.Fprintf(stderr, "nicpersist: %s\n", l.backend)
+		if fw := l.facts.Firewalld; fw.Enabled {
+			fmt.Fprintf(stderr, "nicpersist: firewalld is enabled: %s\n", fw.Why)
+		}
 	}
 	choice.Backend = l.backend.Name
+	choice.Firewalld = l.facts.Firewalld.Enabled
 	files, err = distro.Render(l.plan, choice, l.name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
 		return choice, nil, nil, ExitRuntime
 	}
+	fw, fwWarnings, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name)
+	if err != nil {
+		fmt.Fprintf(stderr, "nicpersist: %v\n", err)
+		return choice, nil, nil, ExitRuntime
+	}
+	files = distro.Sorted(append(files, fw...))
 	warnings = append(distro.Warnings(l.facts, choice, files), distro.StackWarnings(l.plan, choice)...)
+	warnings = append(warnings, fwWarnings...)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
 	}
@@ -381,6 +403,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	defer l.root.Close()
 	if w := distro.BinaryWarning(l.facts); w != "" {
 		fmt.Fprintf(stderr, "nicpersist: warning: %s\n", w)
+	}
+	if _, fw, err := distro.Firewall(l.plan, l.facts, l.backend.Name, l.name); err == nil {
+		for _, w := range fw {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", l.name, w)
+		}
 	}
 	printPlan(stdout, l.plan, l.backend)
 	return ExitOK

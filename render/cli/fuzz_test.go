@@ -21,6 +21,7 @@ import (
 
 	"github.com/nicpersist/nicpersist/render/internal/diag"
 	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/profile"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
@@ -486,6 +487,9 @@ func fzValidate(t testing.TB, root string, src []byte) error {
 	}
 	if _, err := os.Stat(filepath.Join(root, distro.SysctlConf)); err == nil {
 		errs = append(errs, fzRun(nil, "ip", "netns", "exec", ns, "sysctl", "-q", "-p", filepath.Join(root, distro.SysctlConf)))
+	}
+	if pols, _ := filepath.Glob(filepath.Join(root, firewalld.PolicyDir, "*.xml")); len(pols) > 0 {
+		errs = append(errs, checkFirewalld(t, root))
 	}
 	// rhel: route-/rule- lines as ifup-routes applies them.
 	scripts, _ := filepath.Glob(filepath.Join(root, distro.ScriptsDir, "r*"))

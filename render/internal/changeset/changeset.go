@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/nicpersist/nicpersist/render/internal/distro"
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/fsroot"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
 )
@@ -30,8 +31,12 @@ const (
 )
 
 // owned says a file starts with nicpersist's header, after the "#!" line
-// an executable hook must start with.
+// an executable hook must start with, or with the XML comment that stands
+// for it in the firewalld files, where '#' is no comment.
 func owned(b []byte) bool {
+	if bytes.HasPrefix(b, []byte(firewalld.HeaderPrefix)) {
+		return true
+	}
 	if bytes.HasPrefix(b, []byte("#!")) {
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			b = b[i+1:]
@@ -512,7 +517,7 @@ func validManifestDir(d string) bool {
 }
 
 // manifestPrefixes are the beginnings of every path nicpersist renders.
-var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.ScriptsDir + "/ifcfg-", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink}
+var manifestPrefixes = []string{sysroot.NMEtcDir + "/", distro.ScriptsDir + "/ifcfg-", distro.Dir + "/", distro.ScriptsDir + "/route", distro.ScriptsDir + "/rule", distro.RTTables, distro.SysctlConf, distro.UnitPath, distro.WantsLink, firewalld.PolicyDir + "/nicpersist"}
 
 // validManifestPath keeps a tampered manifest from steering removals to
 // files nicpersist never renders.

@@ -65,6 +65,12 @@ func quotePath(p string) string {
 	return p
 }
 
+// Sorted sorts files by path, as Render returns them, and returns them.
+func Sorted(fs []File) []File {
+	sortFiles(fs)
+	return fs
+}
+
 func sortFiles(fs []File) {
 	sort.Slice(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
 }

@@ -81,9 +81,8 @@ func ChooseBackend(f sysroot.Facts, p *plan.Plan) Backend {
 	case drop != "" && fa && b.Name == plan.BackendNFTables:
 		b.Warnings = append(b.Warnings, KeyWarning{"netfilter.forward_accept", drop + " in iptables, and an accept in nftables table " + "inet nicpersist cannot override a drop in another table; set backend = \"iptables\" so the accept goes into the FORWARD chain that drops"})
 	}
-	if n.Firewalld {
-		b.Warnings = append(b.Warnings, KeyWarning{key, "firewalld is enabled: it rejects forwarded traffic that no zone or policy allows, and no rule of nicpersist's can override that; allow the forwarded traffic in firewalld's configuration"})
-	}
+	// firewalld, which rejects forwarded traffic no zone or policy allows,
+	// gets a policy of nicpersist's: see Firewall.
 	return b
 }
 

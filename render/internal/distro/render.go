@@ -48,6 +48,8 @@ type Choice struct {
 	// Backend is the netfilter backend (plan.BackendNFTables or
 	// plan.BackendIPTables), from ChooseBackend.
 	Backend string
+	// Firewalld says firewalld is enabled in the root.
+	Firewalld bool
 	// Root is what Detect read; the stack targets render against it (which
 	// .network file matches an interface, say).
 	Root sysroot.Facts
@@ -101,7 +103,7 @@ func Render(p *plan.Plan, c Choice, profile string) ([]File, error) {
 	for _, f := range uf {
 		owned(Dir+"/"+f.Name, string(f.Body))
 	}
-	u, err := unitFile(h)
+	u, err := unitFile(h, c.Firewalld && c.Backend == plan.BackendIPTables && p.NeedsNetfilter())
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +140,21 @@ func watchUnitFile(header string) ([]byte, error) {
 	})
 }
 
-func unitFile(header string) ([]byte, error) {
+// unitFile is the unit; afterFirewalld orders it after firewalld's start,
+// for nicpersist's iptables chains, which firewalld flushes as it starts.
+func unitFile(header string, afterFirewalld bool) ([]byte, error) {
 	exec := func(verb string) string { return Binary + " apply " + verb + " --dir /" + Dir }
+	after := "network-online.target NetworkManager.service network.service systemd-networkd.service"
+	var pre []*unit.UnitOption
+	if afterFirewalld {
+		// firewalld is "started" for systemd once it owns its D-Bus name,
+		// before it flushes every iptables table and loads its rules; it
+		// answers D-Bus calls only after that, so firewall-cmd --state
+		// waits for it. "-": a firewalld that failed or is stopped must
+		// not keep the routes from being applied.
+		after += " firewalld.service"
+		pre = append(pre, unit.NewUnitOption("Service", "ExecStartPre", "-/usr/bin/firewall-cmd --state"))
+	}
 	opts := []*unit.UnitOption{
 		unit.NewUnitOption("Unit", "Description", "nicpersist policy routing, NAT and sysctls"),
 		// The links must be up with their addresses before a route can use
@@ -147,17 +162,20 @@ func unitFile(header string) ([]byte, error) {
 		// apply waits for the addresses itself for stacks that reach it
 		// early.
 		unit.NewUnitOption("Unit", "Wants", "network-online.target"),
-		unit.NewUnitOption("Unit", "After", "network-online.target NetworkManager.service network.service systemd-networkd.service"),
+		unit.NewUnitOption("Unit", "After", after),
 		unit.NewUnitOption("Service", "Type", "oneshot"),
 		unit.NewUnitOption("Service", "RemainAfterExit", "yes"),
 		unit.NewUnitOption("Service", "RuntimeDirectory", "nicpersist"),
 		unit.NewUnitOption("Service", "RuntimeDirectoryPreserve", "yes"),
 		unit.NewUnitOption("Service", "TimeoutStartSec", "120"),
+	}
+	opts = append(opts, pre...)
+	opts = append(opts, []*unit.UnitOption{
 		unit.NewUnitOption("Service", "ExecStart", exec("start")),
 		unit.NewUnitOption("Service", "ExecReload", exec("start")),
 		unit.NewUnitOption("Service", "ExecStop", exec("stop")),
 		unit.NewUnitOption("Install", "WantedBy", "multi-user.target"),
-	}
+	}...)
 	return serializeUnit(header, opts)
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
@@ -60,6 +61,8 @@ type Facts struct {
 	RuleFiles map[string]bool
 	// System is the numbering that other files under the root already use.
 	System plan.System
+	// Firewalld is the root's firewalld: enabled or not, its zones.
+	Firewalld firewalld.Facts
 	// Netfilter is what the root has and uses for packet filtering.
 	Netfilter Netfilter
 	// NM is what NetworkManager's keyfiles say about the profile's
@@ -112,6 +115,7 @@ func Read(t Tree, ifaces ...string) Facts {
 		IfupRoutes:     t.Exists(ScriptsDir + "/ifup-routes"),
 		Binary:         t.Exists(strings.TrimPrefix(Binary, "/")),
 		RuleFiles:      map[string]bool{},
+		Firewalld:      firewalld.Read(t),
 		Netfilter:      readNetfilter(t),
 		NM:             readNM(t, ifaces),
 		Stacks:         readStacks(t),
@@ -271,9 +275,11 @@ func enabled(t Tree, unit string) bool {
 
 func readNetfilter(t Tree) Netfilter {
 	n := Netfilter{
-		NFT:          sbin(t, "nft"),
-		IPTables:     sbin(t, "iptables"),
-		Firewalld:    enabled(t, "firewalld.service"),
+		NFT:      sbin(t, "nft"),
+		IPTables: sbin(t, "iptables"),
+		// firewalld's own answer, which knows masking and first-boot
+		// presets, so that render's policy and the backend agree.
+		Firewalld:    firewalld.Enabled(t),
 		NFTablesUnit: enabled(t, "nftables.service"),
 		Docker:       sbin(t, "dockerd") || enabled(t, "docker.service"),
 	}

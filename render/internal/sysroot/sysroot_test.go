@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nicpersist/nicpersist/render/internal/firewalld"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
 
@@ -78,8 +79,9 @@ func TestReadStack(t *testing.T) {
 			if m := f.VersionMajor(); m != c.major {
 				t.Errorf("VersionMajor = %d, want %d", m, c.major)
 			}
-			// NetworkManager's keyfiles have their own test (TestReadNM).
-			f.OSRelease, f.RuleFiles, f.System, f.NM, f.Scripts, f.Blocks = nil, nil, plan.System{}, NMFacts{}, nil, nil
+			// NetworkManager's keyfiles have their own test (TestReadNM);
+			// firewalld's facts theirs in its package.
+			f.OSRelease, f.RuleFiles, f.System, f.NM, f.Scripts, f.Blocks, f.Firewalld = nil, nil, plan.System{}, NMFacts{}, nil, nil, firewalld.Facts{}
 			if !reflect.DeepEqual(f, c.want) {
 				t.Errorf("Read = %+v, want %+v", f, c.want)
 			}
