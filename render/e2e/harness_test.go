@@ -431,6 +431,13 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // with suffix (a batch file of the unit's state, such as "ip6.main.new") and
 // runs the real ip otherwise. It returns the PATH that puts it first.
 func failingIP(t testing.TB, suffix string) string {
+	return ipWrapper(t, "case $a in *"+suffix+") false ;; esac")
+}
+
+// ipWrapper writes an `ip` that runs check, a shell test, on each argument
+// $a, fails when one check fails, and runs the real ip otherwise. It
+// returns the PATH that puts it first.
+func ipWrapper(t testing.TB, check string) string {
 	t.Helper()
 	real, err := exec.LookPath("ip")
 	if err != nil {
@@ -440,7 +447,7 @@ func failingIP(t testing.TB, suffix string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := "#!/bin/sh\nfor a in \"$@\"; do\n\tcase $a in *" + suffix + ") echo \"injected failure: ip $*\" >&2; exit 1 ;; esac\ndone\nexec " + real + " \"$@\"\n"
+	script := "#!/bin/sh\nfor a in \"$@\"; do\n\t" + check + " || { echo \"injected failure: ip $*\" >&2; exit 1; }\ndone\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(dir, "ip"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

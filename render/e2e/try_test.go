@@ -551,20 +551,7 @@ func TestTry(t *testing.T) {
 // given holds text, and runs the real ip otherwise; it returns the PATH
 // that puts it first.
 func failingIPOn(t *testing.T, text string) string {
-	t.Helper()
-	real, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if real, err = filepath.Abs(real); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	script := "#!/bin/sh\nfor a in \"$@\"; do\n\tif [ -f \"$a\" ] && grep -qF '" + text + "' \"$a\"; then echo \"injected failure: ip $*\" >&2; exit 1; fi\ndone\nexec " + real + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "ip"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return "PATH=" + dir + ":" + unitPATH
+	return ipWrapper(t, "! { [ -f \"$a\" ] && grep -qF '"+text+"' \"$a\"; }")
 }
 
 // TestTryBootNspawn runs try where systemd is PID 1 and nicpersist.service

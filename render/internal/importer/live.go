@@ -149,25 +149,7 @@ func routeText(rt Route, r apply.KernelRoute) string {
 }
 
 func ruleText(r Rule) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "priority %d", r.Prio)
-	if r.From.IsValid() {
-		b.WriteString(" from " + r.From.String())
-	}
-	if r.To.IsValid() {
-		b.WriteString(" to " + r.To.String())
-	}
-	if r.FWMark != "" {
-		b.WriteString(" fwmark " + r.FWMark)
-	}
-	if r.IIF != "" {
-		b.WriteString(" iif " + r.IIF)
-	}
-	if r.OIF != "" {
-		b.WriteString(" oif " + r.OIF)
-	}
-	fmt.Fprintf(&b, " table %d", r.Table)
-	return b.String()
+	return plan.Rule{Family: r.Fam, Priority: r.Prio, From: r.From, To: r.To, IIF: r.IIF, OIF: r.OIF, FWMark: r.FWMark, Table: r.Table}.Args()
 }
 
 // natSave reads POSTROUTING of iptables-save, with the rules of
