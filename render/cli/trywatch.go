@@ -150,7 +150,14 @@ func (w *watcher) revert(reason string) int {
 	var err error
 	switch {
 	case w.rec.Systemctl:
-		err = w.systemctl("reload")
+		if err = w.systemctl("reload"); err != nil {
+			// The revert must not hang on one systemctl call (seen: the
+			// reload's control process failing to join its cgroup,
+			// status 219): the unit's own code with its own state puts
+			// the kernel back all the same.
+			w.logf("%v; putting the kernel back with the unit's code instead", err)
+			err = apply.Start(w.applyConfig())
+		}
 	case w.rec.WasApplied:
 		err = apply.Start(w.applyConfig())
 	default:
