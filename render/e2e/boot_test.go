@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,6 +146,60 @@ func bootScenario(t *testing.T, backend string) {
 	t.Logf("boot test body took %v", time.Since(began).Round(time.Millisecond))
 }
 
+// containerCgroups makes, below this process's cgroup in the name=systemd
+// and the unified hierarchies (whichever are mounted), a cgroup named name
+// for one container, and returns their paths.
+func containerCgroups(t *testing.T, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var mount string
+		switch {
+		case parts[1] == "name=systemd":
+			mount = "/sys/fs/cgroup/systemd"
+		case parts[0] == "0" && parts[1] == "":
+			mount = "/sys/fs/cgroup/unified"
+			if _, err := os.Stat(mount + "/cgroup.procs"); err != nil {
+				mount = "/sys/fs/cgroup" // cgroup v2 only
+			}
+		default:
+			continue
+		}
+		if _, err := os.Stat(mount + "/cgroup.procs"); err != nil {
+			continue
+		}
+		dir := filepath.Join(mount, parts[2], name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatalf("a cgroup for the container: %v", err)
+		}
+		out = append(out, dir)
+	}
+	return out
+}
+
+// removeCgroup removes a container's cgroup and what its systemd left in
+// it, deepest first (rmdir is how a cgroup goes).
+func removeCgroup(dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i])
+	}
+}
+
 // container is a systemd-nspawn boot.
 type container struct {
 	cmd  *exec.Cmd
@@ -217,7 +272,18 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 		t.Fatal(err)
 	}
 	c := &container{log: logPath}
-	c.cmd = exec.Command("nsenter", args...)
+	// nspawn --keep-unit runs the container in the caller's cgroup: two
+	// containers started from one test process would share one tree, and
+	// their systemds would create and remove each other's unit cgroups
+	// (seen: a reload's control process failing with status 219/CGROUP,
+	// "Failed to dump process list ... Input/output error"). Each gets a
+	// cgroup of its own, which the shell joins before it becomes nspawn.
+	cgs := containerCgroups(t, machine)
+	join := ""
+	for _, cg := range cgs {
+		join += "echo $$ > " + cg + "/cgroup.procs && "
+	}
+	c.cmd = exec.Command("sh", append([]string{"-c", join + `exec nsenter "$@"`, "nsenter"}, args...)...)
 	c.cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network")
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	// The parent-death signal fires when the thread that started the
@@ -240,6 +306,9 @@ func bootContainer(t *testing.T, vmNS, root string) *container {
 			<-done
 		}
 		os.Remove("/run/systemd/nspawn/propagate/" + machine)
+		for _, cg := range cgs {
+			removeCgroup(cg)
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("container console:\n%s", tail(string(b), 60))
