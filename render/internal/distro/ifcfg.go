@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nicpersist/nicpersist/render/internal/keyfile"
 	"github.com/nicpersist/nicpersist/render/internal/plan"
@@ -136,7 +137,9 @@ func ipv6Init(ic ifcfgConn) bool {
 	return v == "yes"
 }
 
-var svformat = regexp.MustCompile(`(?m)^\s*ADDRESS[0-9]+=`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var svformat = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^\s*ADDRESS[0-9]+=`) })
 
 // ifcfgChecks refuses what would make the rendered files silently
 // useless, with what to do instead.
@@ -148,7 +151,7 @@ func ifcfgChecks(p *plan.Plan, c Choice, files []File) error {
 			continue
 		}
 		cur := c.Root.Scripts[base]
-		if svformat.MatchString(cur) {
+		if svformat().MatchString(cur) {
 			errs = append(errs, fmt.Sprintf("/%s is in the key=value form (ADDRESS0=...): NetworkManager then ignores every `ip route` line in it and ifup-routes runs it as a shell script, so nicpersist's lines would fail in it; rewrite it as one `ip route` argument line per route, and render again. Your routes as lines:\n%s", f.Path, convertSvformat(cur)))
 		}
 	}

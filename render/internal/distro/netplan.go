@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 	"github.com/nicpersist/nicpersist/render/internal/sysroot"
@@ -17,7 +18,9 @@ const NetplanFile = sysroot.NetplanOwn
 
 // netplanID is what nicpersist writes back of an id read from the root's
 // netplan files: an id that could break the YAML stays out.
-var netplanID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var netplanID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
 
 type netplanDevice struct {
 	ID            string
@@ -45,7 +48,7 @@ func netplanNative(p *plan.Plan, f sysroot.Facts, header string) (native, error)
 		d, ok := defs[dev]
 		if !ok {
 			d = f.NetplanFor(dev)
-			if d != nil && (!netplanID.MatchString(d.ID) || !netplanID.MatchString(d.Type)) {
+			if d != nil && (!netplanID().MatchString(d.ID) || !netplanID().MatchString(d.Type)) {
 				n.warnings = append(n.warnings, fmt.Sprintf("/%s defines %s as %q under %q, which nicpersist does not write back; its routes and rules are left to %s, which applies them once per start", d.File, dev, d.ID, d.Type, UnitName))
 				d = nil
 			} else if d == nil {

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Tree is the read-only view of the root that Read needs; sysroot's.
@@ -45,7 +46,9 @@ const (
 // zoneName is what nicpersist lets reach a rendered file as a zone name:
 // firewalld's own alphabet (letters, digits, '_' and '-'; '/' too, which is
 // left out as no zone file can hold it) and its 17-character limit.
-var zoneName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,17}$`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var zoneName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,17}$`) })
 
 // Binding is an interface's explicit zone and the file that says so.
 type Binding struct {

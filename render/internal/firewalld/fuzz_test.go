@@ -61,7 +61,7 @@ func checkPolicy(t *testing.T, file File) {
 			continue
 		}
 		for _, a := range el.Attr {
-			if a.Name.Local == "name" && a.Value != "ANY" && !zoneName.MatchString(a.Value) {
+			if a.Name.Local == "name" && a.Value != "ANY" && !zoneName().MatchString(a.Value) {
 				t.Fatalf("%s: zone %q reached the policy", file.Path, a.Value)
 			}
 		}

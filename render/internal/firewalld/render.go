@@ -221,7 +221,7 @@ func PolicyName(i int) string {
 // zoneProblem says why a zone cannot go into a policy, "" when it can.
 func (f Facts) zoneProblem(z string) string {
 	switch {
-	case !zoneName.MatchString(z):
+	case !zoneName().MatchString(z):
 		return "nicpersist writes only zone names of letters, digits, '_' and '-', at most 17; rename the zone"
 	case len(f.Zones) > 0 && !f.Zones[z]:
 		return fmt.Sprintf("no /%s/%s.xml or /%s/%s.xml defines that zone; fix the zone name or add the zone", EtcZones, z, LibZones, z)

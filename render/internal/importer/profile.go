@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nicpersist/nicpersist/render/internal/plan"
 )
@@ -282,7 +283,9 @@ func (b *builder) stackGateways() {
 	}
 }
 
-var tableNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var tableNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`) })
 
 // table names an explicit table: its rt_tables name when the profile
 // takes it.
@@ -292,7 +295,7 @@ func (b *builder) table(id uint32) {
 	}
 	name := b.st.Names[id]
 	_, numeric := strconv.ParseUint(name, 10, 64)
-	if !tableNameRE.MatchString(name) || numeric == nil || slices.Contains([]string{"main", "local", "default", "unspec"}, name) || strings.HasPrefix(name, "nicpersist-") {
+	if !tableNameRE().MatchString(name) || numeric == nil || slices.Contains([]string{"main", "local", "default", "unspec"}, name) || strings.HasPrefix(name, "nicpersist-") {
 		name = fmt.Sprintf("table%d", id)
 	}
 	b.tables[id] = name

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -214,7 +215,9 @@ func oneLine(s string) string {
 	return b.String()
 }
 
-var assignRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var assignRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`) })
 
 // command runs one command; false ends the line (the reason is recorded).
 func (s *script) command(ln *Line, cmd []word) bool {
@@ -246,12 +249,12 @@ func (s *script) command(ln *Line, cmd []word) bool {
 	}
 	// Variable assignments before a command apply to it only.
 	n := 0
-	for n < len(args) && assignRE.MatchString(args[n]) {
+	for n < len(args) && assignRE().MatchString(args[n]) {
 		n++
 	}
 	if n == len(args) {
 		for _, a := range args {
-			m := assignRE.FindStringSubmatch(a)
+			m := assignRE().FindStringSubmatch(a)
 			s.vars[m[1]] = m[2]
 		}
 		return true
@@ -260,7 +263,7 @@ func (s *script) command(ln *Line, cmd []word) bool {
 	switch path.Base(args[0]) {
 	case "export", "readonly", "local":
 		for _, a := range args[1:] {
-			if m := assignRE.FindStringSubmatch(a); m != nil {
+			if m := assignRE().FindStringSubmatch(a); m != nil {
 				s.vars[m[1]] = m[2]
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 
@@ -31,7 +32,9 @@ func (d *Decoded) LineOf(path string) int {
 	return d.pos.lineOf(path)
 }
 
-var lineInMsg = regexp.MustCompile(`line (\d+)`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var lineInMsg = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
 
 // Decode reads src strictly. Problems go to problems; the returned Decoded is
 // nil only when the text is not TOML or its shape is beyond repair.
@@ -48,7 +51,7 @@ func Decode(src []byte, problems *diag.List) *Decoded {
 			if pe.LastKey != "" {
 				msg = fmt.Sprintf("%s (after key %s)", msg, pe.LastKey)
 			}
-		} else if m := lineInMsg.FindStringSubmatch(msg); m != nil {
+		} else if m := lineInMsg().FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
 			msg = structuralHint(msg)
 		}
@@ -141,9 +144,11 @@ func reportUnknown(d *Decoded, k toml.Key, problems *diag.List) {
 	}
 }
 
-var indexRE = regexp.MustCompile(`\[\d+\]`)
+// Compiled on first use: package init runs at every start of the binary
+// (the unit at boot, verify), most of which never need it.
+var indexRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\[\d+\]`) })
 
-func stripIndices(p string) string { return indexRE.ReplaceAllString(p, "") }
+func stripIndices(p string) string { return indexRE().ReplaceAllString(p, "") }
 
 // knownKeys lists the TOML keys of the schema table at parent; none when
 // parent is no table of the schema.
