@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -69,22 +70,26 @@ func startTry(t *testing.T, ns, state string, env []string, args ...string) *try
 		<-p.done
 		killWatcher(t, state)
 	})
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			select {
-			case p.lines <- sc.Text():
-			default:
-			}
-		}
-		r.Close()
-		p.done <- p.cmd.Wait()
-		close(p.lines)
-	}()
+	go p.follow(r)
 	return p
+}
+
+// follow collects the process's output and hands each line to whoever waits
+// for one, until the output ends; then it reaps the process.
+func (p *tryProc) follow(r io.ReadCloser) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.out.WriteString(sc.Text() + "\n")
+		p.mu.Unlock()
+		select {
+		case p.lines <- sc.Text():
+		default:
+		}
+	}
+	r.Close()
+	p.done <- p.cmd.Wait()
+	close(p.lines)
 }
 
 func (p *tryProc) output() string {
@@ -625,21 +630,7 @@ func TestTryBootNspawn(t *testing.T) {
 			<-p.done
 			p.done <- nil
 		})
-		go func() {
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				p.mu.Lock()
-				p.out.WriteString(sc.Text() + "\n")
-				p.mu.Unlock()
-				select {
-				case p.lines <- sc.Text():
-				default:
-				}
-			}
-			r.Close()
-			p.done <- p.cmd.Wait()
-			close(p.lines)
-		}()
+		go p.follow(r)
 		return p
 	}
 
